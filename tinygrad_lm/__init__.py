@@ -1,0 +1,31 @@
+"""tinygrad_lm: reverse-mode autograd on NumPy and CuPy, layers, optimizers and a small GPT.
+
+>>> import tinygrad_lm as tl
+>>> x = tl.Tensor([[1.0, -2.0]], requires_grad=True)
+>>> x.relu().sum().backward()
+>>> x.grad.tolist()
+[[1.0, 0.0]]
+"""
+import numpy as _np
+
+from .autograd import Function, grad
+from .backend import manual_seed
+from .config import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .tensor import Tensor, cat, stack, where
+
+zeros, ones, full = Tensor.zeros, Tensor.ones, Tensor.full
+zeros_like, ones_like = Tensor.zeros_like, Tensor.ones_like
+randn, rand, arange = Tensor.randn, Tensor.rand, Tensor.arange
+
+float16, float32, float64 = _np.float16, _np.float32, _np.float64
+int32, int64, bool_ = _np.int32, _np.int64, _np.bool_
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
+    "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
+    "cat", "stack", "where", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
+    "rand", "arange", "float16", "float32", "float64", "int32", "int64", "bool_",
+]

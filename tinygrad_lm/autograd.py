@@ -1,0 +1,298 @@
+"""Reverse-mode automatic differentiation: graph nodes and the backward walk.
+
+Every op that produces a Tensor from Tensors is a ``Function``. Calling ``Fn.apply(...)``
+runs ``forward`` on raw arrays and, when grad mode is on and an input requires grad, keeps
+the Function instance as the output's ``grad_fn``: it is the graph node and the ``ctx`` in
+one, holding the inputs (``parents``) and whatever forward saved.
+
+``backward`` walks the graph from the output in reverse topological order (iteratively, so
+deep graphs cannot hit the recursion limit), asks each node for the vector-Jacobian product
+of its inputs, sums the contributions of every path into one gradient per node, and frees
+each node's saved arrays once it has been used.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from . import backend, config
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+
+class Function:
+    """A differentiable op written on raw arrays (NumPy or CuPy).
+
+    Subclass it with static ``forward(ctx, *args)`` and ``backward(ctx, dout)`` and call it as
+    ``MyOp.apply(*args)``. ``forward`` gets raw arrays for Tensor arguments and returns an
+    array; ``backward`` gets the upstream gradient array ``dout`` and returns one gradient
+    array (or None) per forward argument. Such a backward is differentiable once: a second
+    derivative through it raises, unless the class defines ``reference`` (the same op
+    composed of differentiable primitives), which is then used for higher orders.
+    """
+
+    parents: tuple[Any, ...] | None
+    kwargs: dict[str, Any]
+    needs_input_grad: tuple[bool, ...]
+    _saved: tuple[Any, ...]
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> "Tensor":
+        """Run ``forward`` on the arrays behind ``args`` and record the node if needed."""
+        ctx = cls()
+        arrays = [arg.data if isinstance(arg, Tensor) else arg for arg in args]
+        tensors = [arg for arg in args if isinstance(arg, Tensor)]
+        if len(tensors) > 1 and not backend.same_device([t.data for t in tensors]):
+            devices = ", ".join(t.device for t in tensors)
+            raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {devices}")
+        try:
+            out = cls.forward(ctx, *arrays, **kwargs)
+        except (ValueError, TypeError, IndexError) as exc:
+            shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in tensors)
+            raise type(exc)(f"{cls.__name__}: {exc} (inputs: {shapes})") from None
+        requires_grad = config._grad_enabled and any(t._requires_grad for t in tensors)
+        if not requires_grad:
+            return Tensor._make(out)
+        ctx.parents = args
+        ctx.kwargs = kwargs
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+        return Tensor._make(out, True, ctx)
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Any, dout: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        """A readable node name, e.g. ``MulBackward``."""
+        return f"{type(self).__name__}Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays that backward needs; they are freed as soon as backward has used them."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        if self.parents is None:
+            raise RuntimeError(_FREED)
+        return getattr(self, "_saved", ())
+
+    def _release(self) -> None:
+        """Drop the saved arrays and the inputs: the graph below is free to be collected."""
+        self._saved = ()
+        self.parents = None
+
+    def _vjp(self, dout: "Tensor", create_graph: bool) -> Sequence["Tensor | None"]:
+        """Gradients for each input, as Tensors, given the gradient ``dout`` of the output."""
+        if create_graph and hasattr(type(self), "reference"):
+            return _vjp_by_reference(self, dout)
+        with config.set_grad_enabled(False):
+            grads = type(self).backward(self, dout.data)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        once = create_graph and any(self.needs_input_grad)
+        return [None if g is None else
+                OnceDifferentiable.apply(*self.parents, grad=g, op=self.name) if once else
+                Tensor._make(g) for g in grads]
+
+
+class Op(Function):
+    """A primitive whose backward is written with Tensor ops on ``dout``.
+
+    Because the backward is itself made of recorded ops, ``create_graph=True`` gives a
+    gradient that can be differentiated again, to any order. The inputs are ``ctx.parents``;
+    ``ctx.output()`` is the forward's result as a Tensor, for ops like ``exp`` whose
+    derivative is most cheaply written in terms of their output.
+    """
+
+    _out: Any
+
+    def _vjp(self, dout: "Tensor", create_graph: bool) -> Sequence["Tensor | None"]:
+        with config.set_grad_enabled(create_graph):
+            grads = type(self).backward(self, dout)
+        return grads if isinstance(grads, tuple) else (grads,)
+
+    def output(self) -> "Tensor":
+        """The forward's output as a Tensor attached to this node (so it stays differentiable)."""
+        if self.parents is None:
+            raise RuntimeError(_FREED)
+        return Tensor._make(self._out, True, self)
+
+
+class OnceDifferentiable(Function):
+    """Carries a gradient from an array backward; differentiating it again is an error."""
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any, grad: Any, op: str) -> Any:
+        return grad
+
+    @staticmethod
+    def backward(ctx: Any, dout: Any) -> Any:
+        raise RuntimeError(
+            f"{ctx.kwargs['op']} has a backward written on raw arrays, so it is differentiable "
+            "only once; define `reference` on the Function to allow higher-order gradients")
+
+
+def _vjp_by_reference(node: Function, dout: "Tensor") -> list["Tensor | None"]:
+    """Differentiable gradients of a fused op, taken through its composed reference."""
+    with config.set_grad_enabled(True):
+        out = type(node).reference(*node.parents, **node.kwargs)  # type: ignore[attr-defined]
+        wanted = [p for p, need in zip(node.parents, node.needs_input_grad) if need]
+        grads = iter(grad(out, wanted, dout, create_graph=True, allow_unused=True))
+    return [next(grads) if need else None for need in node.needs_input_grad]
+
+
+_FREED = ("Trying to backward through the graph a second time (or to read saved values after "
+          "they were freed): pass retain_graph=True to the first backward if you need it again")
+
+
+def _key(t: "Tensor") -> int:
+    """Gradients are accumulated per node: the op that made ``t``, or ``t`` itself if a leaf."""
+    return id(t._ctx) if t._ctx is not None else id(t)
+
+
+def _toposort(roots: Sequence["Tensor"]) -> list["Tensor"]:
+    """Tensors that require grad below ``roots``, inputs before the ops that use them."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        key = _key(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.append((t, True))
+        ctx = t._ctx
+        if ctx is not None:
+            if ctx.parents is None:
+                raise RuntimeError(_FREED)
+            for p, need in zip(ctx.parents, ctx.needs_input_grad):
+                if need and _key(p) not in seen:
+                    stack.append((p, False))
+    return order
+
+
+def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], retain_graph: bool,
+                 create_graph: bool, inputs: Sequence["Tensor"] | None = None) -> dict[int, "Tensor"]:
+    """The backward walk. Accumulates into leaves' ``.grad`` when ``inputs`` is None;
+    otherwise returns the gradients of ``inputs`` keyed by ``id`` and touches no ``.grad``."""
+    order = _toposort(roots)
+    wanted: set[int] | None = None
+    if inputs is not None:
+        targets = {_key(t) for t in inputs}
+        wanted = set()  # nodes with a path to an input: only their gradients are computed
+        for t in order:
+            ctx = t._ctx
+            if _key(t) in targets or (ctx is not None and any(
+                    need and _key(p) in wanted for p, need in zip(ctx.parents, ctx.needs_input_grad))):
+                wanted.add(_key(t))
+    grads: dict[int, Tensor] = {}
+    for root, g in zip(roots, root_grads):
+        _accumulate(grads, _key(root), g)
+    results: dict[int, Tensor] = {}
+    with config.set_grad_enabled(create_graph):
+        for t in reversed(order):
+            key = _key(t)
+            g = grads.pop(key, None)
+            if g is None or (wanted is not None and key not in wanted):
+                continue
+            for hook in t._hooks or ():
+                g = hook(g) or g
+            if inputs is not None:
+                results[key] = g
+            elif t._ctx is None:
+                t.grad = (g if create_graph else Tensor._make(g.data.copy())) if t.grad is None \
+                    else t.grad + g
+            if t._retains_grad and inputs is None:
+                t.grad = g if t.grad is None else t.grad + g
+            ctx = t._ctx
+            if ctx is None:
+                continue
+            needs = ctx.needs_input_grad
+            if wanted is not None:  # skip the inputs that lead to none of `inputs`
+                ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))
+            parent_grads = ctx._vjp(g, create_graph)
+            for i, (p, need) in enumerate(zip(ctx.parents, ctx.needs_input_grad)):
+                pg = parent_grads[i] if need and i < len(parent_grads) else None
+                if pg is None:
+                    continue
+                if pg.shape != p.shape:
+                    pg = pg.sum_to(p.shape, op=ctx.name, input_index=i)
+                _accumulate(grads, _key(p), pg)
+            ctx.needs_input_grad = needs
+            if not retain_graph:
+                ctx._release()
+    return results
+
+
+def _accumulate(grads: dict[int, "Tensor"], key: int, g: "Tensor") -> None:
+    previous = grads.get(key)
+    grads[key] = g if previous is None else previous + g
+
+
+def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor]",
+         grad_outputs: "Tensor | Sequence[Tensor | None] | None" = None,
+         retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple["Tensor | None", ...]:
+    """The gradients of ``outputs`` with respect to ``inputs``, like ``torch.autograd.grad``.
+
+    Leaves' ``.grad`` is left untouched. With ``create_graph=True`` the results are part of
+    the graph, so they can be differentiated again.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: an input of shape {t.shape} does not require grad")
+    root_grads = [_root_grad(o, g) for o, g in zip(outputs, grad_outputs)]
+    retain = create_graph if retain_graph is None else retain_graph
+    results = run_backward(outputs, root_grads, retain, create_graph, inputs)
+    out: list[Tensor | None] = []
+    for i, t in enumerate(inputs):
+        g = results.get(_key(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) was not used to compute the "
+                               "outputs; pass allow_unused=True to get None for it")
+        out.append(g)
+    return tuple(out)
+
+
+def _root_grad(output: "Tensor", g: "Tensor | Any | None") -> "Tensor":
+    """The starting gradient: ``g`` checked against ``output``, or 1 for a one-element output."""
+    if not output.requires_grad:
+        raise RuntimeError(f"backward: the tensor of shape {output.shape} does not require grad "
+                           "and has no grad_fn (was it made under no_grad, or from detached inputs?)")
+    if g is None:
+        if output.size != 1:
+            raise RuntimeError(f"backward: a gradient can be created implicitly only for a tensor "
+                               f"with one element, not one of shape {output.shape}; pass `gradient`")
+        return Tensor._make(output.device_obj.xp.ones_like(output.data))
+    if not isinstance(g, Tensor):
+        g = Tensor(g, dtype=output.dtype, device=output.device)
+    if g.shape != output.shape:
+        raise RuntimeError(f"backward: gradient of shape {g.shape} does not match the output's "
+                           f"shape {output.shape}")
+    return g
+
+
+def backward(tensor: "Tensor", gradient: Any = None, retain_graph: bool | None = None,
+             create_graph: bool = False) -> None:
+    """Accumulate d tensor / d leaf into every leaf's ``.grad`` (see ``Tensor.backward``)."""
+    retain = create_graph if retain_graph is None else retain_graph
+    run_backward([tensor], [_root_grad(tensor, gradient)], retain, create_graph)
+
+
+from .tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)

@@ -1,0 +1,197 @@
+"""Devices and every difference between NumPy (cpu) and CuPy (cuda).
+
+Ops are written once against an array module ``xp``; this file is the only place that knows
+which one it is. CuPy is imported lazily, so the library runs with NumPy alone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import config
+
+_CUPY_HINT = (
+    "install CuPy for your CUDA version, e.g. `pip install 'tinygrad-lm[gpu]'` "
+    "(cupy-cuda12x) or `pip install cupy-cuda13x`"
+)
+
+
+class Device:
+    """A place where arrays live: ``xp`` is its array module and ``rng`` its random source."""
+
+    def __init__(self, name: str, xp: Any, index: int = 0) -> None:
+        self.name, self.xp, self.index = name, xp, index
+        self.rng = self._new_rng()
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r})"
+
+    def _new_rng(self) -> Any:
+        """A generator seeded by ``manual_seed`` (offset by the device index), else by entropy."""
+        seed = None if _seed is None else _seed + self.index
+        if self.xp is np:
+            return np.random.default_rng(seed)
+        with self.xp.cuda.Device(self.index):
+            return self.xp.random.RandomState(seed)
+
+    def array(self, data: Any, dtype: Any = None) -> Any:
+        """Move or convert ``data`` onto this device (no copy when it is already here)."""
+        if self.xp is np:
+            if type(data).__module__.startswith("cupy"):
+                data = data.get()
+            return np.asarray(data, dtype=dtype)
+        with self.xp.cuda.Device(self.index):
+            return self.xp.asarray(data, dtype=dtype)
+
+    def randn(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Standard normal samples of ``dtype`` drawn from this device's generator."""
+        if self.xp is np:
+            return self.rng.standard_normal(shape, dtype=dtype)
+        with self.xp.cuda.Device(self.index):
+            return self.rng.standard_normal(shape, dtype=dtype)
+
+    def rand(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Uniform samples in [0, 1) of ``dtype`` drawn from this device's generator."""
+        if self.xp is np:
+            return self.rng.random(shape, dtype=dtype)
+        with self.xp.cuda.Device(self.index):
+            return self.rng.random_sample(shape, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued kernels to finish (needed before reading a clock)."""
+        if self.xp is not np:
+            self.xp.cuda.Device(self.index).synchronize()
+
+    def memory_allocated(self) -> int:
+        """Bytes held by the device's memory pool (0 on cpu, where NumPy uses malloc)."""
+        if self.xp is np:
+            return 0
+        return int(self.xp.get_default_memory_pool().used_bytes())
+
+
+_seed: int | None = None
+CPU = Device("cpu", np)
+_devices: dict[str, Device] = {"cpu": CPU}
+
+
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError(f"device 'cuda' needs CuPy, which is not installed: {_CUPY_HINT}") from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        raise RuntimeError(f"device 'cuda' needs a working CUDA GPU: {exc}") from exc
+    if count == 0:
+        raise RuntimeError("device 'cuda' needs a CUDA GPU, and none was found")
+    return cupy
+
+
+def get_device(spec: "str | Device | None" = None) -> Device:
+    """Resolve ``'cpu'``, ``'cuda'``, ``'cuda:N'`` (or None for the default) to a Device."""
+    if isinstance(spec, Device):
+        return spec
+    name = config.DEFAULT_DEVICE if spec is None else str(spec)
+    if name == "cuda":
+        name = "cuda:0"
+    device = _devices.get(name)
+    if device is not None:
+        return device
+    if not name.startswith("cuda:") or not name[5:].isdigit():
+        raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    cupy = _import_cupy()
+    index = int(name[5:])
+    if index >= cupy.cuda.runtime.getDeviceCount():
+        raise RuntimeError(f"device {name!r} does not exist: this machine has "
+                           f"{cupy.cuda.runtime.getDeviceCount()} CUDA device(s)")
+    device = _devices[name] = Device(name, cupy, index)
+    return device
+
+
+def device_of(array: Any) -> Device:
+    """The Device that holds ``array``."""
+    if type(array) is np.ndarray:
+        return CPU
+    return get_device(f"cuda:{array.device.id}")
+
+
+def is_array(obj: Any) -> bool:
+    """True for a NumPy or CuPy ndarray."""
+    return type(obj) is np.ndarray or type(obj).__module__.startswith("cupy")
+
+
+def same_device(arrays: "tuple[Any, ...] | list[Any]") -> bool:
+    """True when every array lives on one device (the common all-NumPy case is quick)."""
+    kind = type(arrays[0])
+    if all(type(a) is kind for a in arrays):
+        return kind is np.ndarray or len({a.device.id for a in arrays}) == 1
+    return False
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the random source of every device, now and for devices created later."""
+    global _seed
+    _seed = int(seed)
+    for device in _devices.values():
+        device.rng = device._new_rng()
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A NumPy copy of ``array`` (the one deliberate device-to-host transfer)."""
+    return array.get() if type(array) is not np.ndarray else array.copy()
+
+
+def index_add(target: Any, index: Any, values: Any) -> None:
+    """``target[index] += values`` where repeated indices accumulate (a scatter-add)."""
+    if type(target) is not np.ndarray:
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
+
+
+def erf(x: Any) -> Any:
+    """The error function, elementwise, accurate to the precision of ``x``'s dtype."""
+    xp = device_of(x).xp
+    if xp is not np:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    if x.dtype == np.float64:
+        return _erf_float64(x)
+    return _erf_fast(x)
+
+
+def _erf_fast(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + np.asarray(0.3275911, x.dtype) * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    y = 1.0 - poly * np.exp(-a * a)
+    return np.copysign(y, x).astype(x.dtype, copy=False)
+
+
+_ERF_SERIES = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(61)]
+
+
+def _erf_float64(x: np.ndarray) -> np.ndarray:
+    """erf to ~1e-15: Maclaurin series for |x| < 2.5, erfc's continued fraction beyond."""
+    a = np.abs(x)
+    small = np.minimum(a, 2.5)
+    z = small * small
+    # erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1)), Horner in z = x^2
+    series = np.zeros_like(small)
+    for coefficient in reversed(_ERF_SERIES):
+        series = coefficient + z * series
+    series = series * small * (2.0 / math.sqrt(math.pi))
+    # erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))), evaluated bottom-up
+    large = np.maximum(a, 2.5)
+    frac = large
+    for k in range(80, 0, -1):
+        frac = large + (k / 2.0) / frac
+    tail = 1.0 - np.exp(-large * large) / (math.sqrt(math.pi) * frac)
+    return np.copysign(np.where(a < 2.5, series, tail), x)

@@ -1,0 +1,460 @@
+"""The primitive ops: each forward (on raw arrays) beside its backward (on Tensors).
+
+Every other Tensor method is composed of these. A backward receives the upstream gradient
+``dout`` as a Tensor and returns one gradient per input (None where not needed); because it
+is written with Tensor ops, it can itself be differentiated (``create_graph=True``).
+Binary ops broadcast like NumPy; the engine sums each gradient back to its input's shape
+(``Tensor.sum_to``), the one place where broadcasting is undone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import backend
+from .autograd import Op
+from .tensor import Tensor
+
+
+def _xp(array: Any) -> Any:
+    return backend.device_of(array).xp
+
+
+def _const(array: Any) -> Tensor:
+    """A Tensor that carries no gradient (masks and other piecewise-constant factors)."""
+    return Tensor._make(array)
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+class Add(Op):
+    """d(a + b)/da = 1, d(a + b)/db = 1."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout, dout
+
+
+class Sub(Op):
+    """d(a - b)/da = 1, d(a - b)/db = -1."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout, (-dout if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Op):
+    """d(a * b)/da = b, d(a * b)/db = a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a * b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.parents
+        da = dout * b if ctx.needs_input_grad[0] else None
+        db = dout * a if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Op):
+    """d(a / b)/da = 1 / b, d(a / b)/db = -a / b^2."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a / b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.parents
+        da = dout / b if ctx.needs_input_grad[0] else None
+        db = -dout * a / (b * b) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Op):
+    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx._out = a ** b
+        return ctx._out
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.parents
+        da = dout * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
+        db = dout * ctx.output() * a.log() if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Maximum(Op):
+    """d max(a, b)/da = [a > b] (+ 1/2 where a == b, so ties split the gradient)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        share_a = (a > b).astype(a.dtype)
+        share_a[a == b] = 0.5
+        ctx.save_for_backward(share_a)
+        return _xp(a).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, dout):
+        share_a = _const(ctx.saved_tensors[0])
+        return dout * share_a, dout * (1 - share_a)
+
+
+class Neg(Op):
+    """d(-x)/dx = -1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, dout):
+        return -dout
+
+
+class Exp(Op):
+    """d exp(x)/dx = exp(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx._out = _xp(x).exp(x)
+        return ctx._out
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout * ctx.output()
+
+
+class Log(Op):
+    """d ln(x)/dx = 1 / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return _xp(x).log(x)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout / ctx.parents[0]
+
+
+class Sqrt(Op):
+    """d sqrt(x)/dx = 1 / (2 sqrt(x))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx._out = _xp(x).sqrt(x)
+        return ctx._out
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout / (2 * ctx.output())
+
+
+class Tanh(Op):
+    """d tanh(x)/dx = 1 - tanh(x)^2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx._out = _xp(x).tanh(x)
+        return ctx._out
+
+    @staticmethod
+    def backward(ctx, dout):
+        y = ctx.output()
+        return dout * (1 - y * y)
+
+
+class Sigmoid(Op):
+    """d sigmoid(x)/dx = sigmoid(x) (1 - sigmoid(x))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = _xp(x)
+        # 1 / (1 + e^-x) overflows for very negative x; tanh form is stable everywhere
+        ctx._out = 0.5 * (1 + xp.tanh(0.5 * x))
+        return ctx._out
+
+    @staticmethod
+    def backward(ctx, dout):
+        y = ctx.output()
+        return dout * y * (1 - y)
+
+
+class Erf(Op):
+    """d erf(x)/dx = 2 / sqrt(pi) exp(-x^2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return backend.erf(x)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x = ctx.parents[0]
+        return dout * (2 / math.sqrt(math.pi)) * (-(x * x)).exp()
+
+
+class Relu(Op):
+    """d relu(x)/dx = [x > 0]."""
+
+    @staticmethod
+    def forward(ctx, x):
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        return x * positive
+
+    @staticmethod
+    def backward(ctx, dout):
+        (positive,) = ctx.saved_tensors
+        return dout * _const(positive)
+
+
+class Abs(Op):
+    """d |x|/dx = sign(x) (0 at 0)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = _xp(x)
+        ctx.save_for_backward(xp.sign(x))
+        return xp.abs(x)
+
+    @staticmethod
+    def backward(ctx, dout):
+        (sign,) = ctx.saved_tensors
+        return dout * _const(sign)
+
+
+class Clip(Op):
+    """d clip(x, lo, hi)/dx = [lo <= x <= hi] (the bounds pass the gradient, as in PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        inside = True
+        if lo is not None:
+            inside = x >= lo
+        if hi is not None:
+            inside = inside & (x <= hi)
+        ctx.save_for_backward(inside)
+        return _xp(x).clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, dout):
+        (inside,) = ctx.saved_tensors
+        return dout * _const(inside)
+
+
+class Where(Op):
+    """d where(c, a, b)/da = [c], d/db = [not c]; the condition gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        return _xp(a).where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, dout):
+        cond = ctx.parents[0]
+        zero = Tensor.zeros_like(dout)
+        da = Where.apply(cond, dout, zero) if ctx.needs_input_grad[1] else None
+        db = Where.apply(cond, zero, dout) if ctx.needs_input_grad[2] else None
+        return None, da, db
+
+
+class Cast(Op):
+    """d astype(x)/dx = 1, with the gradient cast back to x's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.astype(ctx.parents[0].dtype)
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+class Sum(Op):
+    """d sum(x)/dx = 1: the gradient is broadcast back over the summed axes."""
+
+    @staticmethod
+    def forward(ctx, x, axis, keepdims):
+        return x.sum(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x = ctx.parents[0]
+        return dout.reshape(_kept_shape(x.shape, ctx.kwargs["axis"])).expand(*x.shape)
+
+
+class Max(Op):
+    """d max(x)/dx = [x == max] / (number of maxima): ties split the gradient evenly."""
+
+    @staticmethod
+    def forward(ctx, x, axis, keepdims):
+        top = x.max(axis=axis, keepdims=True)
+        is_top = x == top
+        ctx.save_for_backward(is_top / is_top.sum(axis=axis, keepdims=True, dtype=x.dtype))
+        return top if keepdims else top.reshape(_reduced_shape(x.shape, axis))
+
+    @staticmethod
+    def backward(ctx, dout):
+        (share,) = ctx.saved_tensors
+        x = ctx.parents[0]
+        return dout.reshape(_kept_shape(x.shape, ctx.kwargs["axis"])) * _const(share)
+
+
+def _axes(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    """Normalised reduction axes (None means all)."""
+    if axis is None:
+        return tuple(range(len(shape)))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % len(shape) if len(shape) else a for a in axes)
+
+
+def _kept_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    axes = _axes(shape, axis)
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _reduced_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    axes = _axes(shape, axis)
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+# ----------------------------------------------------------------------------- movement
+
+
+class Reshape(Op):
+    """Reshape moves no values: the gradient is reshaped back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.reshape(*ctx.parents[0].shape)
+
+
+class Permute(Op):
+    """The gradient of a permutation of axes is the inverse permutation."""
+
+    @staticmethod
+    def forward(ctx, x, dims):
+        return x.transpose(dims)
+
+    @staticmethod
+    def backward(ctx, dout):
+        dims = ctx.kwargs["dims"]
+        inverse = [0] * len(dims)
+        for i, d in enumerate(dims):
+            inverse[d] = i
+        return dout.permute(*inverse)
+
+
+class Expand(Op):
+    """Broadcasting copies values, so the gradient sums over the copies."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        return _xp(x).broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.sum_to(ctx.parents[0].shape)
+
+
+class GetItem(Op):
+    """Indexing picks values; the gradient is scattered back (repeated indices accumulate)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, dout):
+        return ScatterAdd.apply(dout, shape=ctx.parents[0].shape, index=ctx.kwargs["index"])
+
+
+class ScatterAdd(Op):
+    """zeros(shape)[index] += x, the adjoint of GetItem: its gradient is dout[index]."""
+
+    @staticmethod
+    def forward(ctx, x, shape, index):
+        out = _xp(x).zeros(shape, dtype=x.dtype)
+        if any(backend.is_array(i) for i in index):
+            backend.index_add(out, index, x)
+        else:  # basic indexing never repeats a position: plain assignment is enough
+            out[index] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        return GetItem.apply(dout, index=ctx.kwargs["index"])
+
+
+class Cat(Op):
+    """Concatenation: each input's gradient is its slice of dout."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis):
+        return _xp(xs[0]).concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, dout):
+        axis, start, grads = ctx.kwargs["axis"], 0, []
+        for x, need in zip(ctx.parents, ctx.needs_input_grad):
+            stop = start + x.shape[axis]
+            grads.append(dout[(slice(None),) * (axis % dout.ndim) + (slice(start, stop),)]
+                         if need else None)
+            start = stop
+        return tuple(grads)
+
+
+# ----------------------------------------------------------------------------- matmul
+
+
+class Matmul(Op):
+    """d(a @ b)/da = dout @ b^T, d(a @ b)/db = a^T @ dout (inputs at least 2-D)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.parents
+        da = dout @ b.transpose(-1, -2) if ctx.needs_input_grad[0] else None
+        db = None
+        if ctx.needs_input_grad[1]:
+            if b.ndim == 2 and a.ndim > 2:  # fold the batch into one large GEMM
+                db = a.reshape(-1, a.shape[-1]).transpose(0, 1) @ dout.reshape(-1, dout.shape[-1])
+            else:
+                db = a.transpose(-1, -2) @ dout
+        return da, db
+
+
+class ToDevice(Op):
+    """A copy between devices; the gradient is copied back."""
+
+    @staticmethod
+    def forward(ctx, x, device):
+        return device.array(x)
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout.to(ctx.parents[0].device)
