@@ -40,18 +40,24 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> "Tensor":
         """Run ``forward`` on the arrays behind ``args`` and record the node if needed."""
         ctx = cls()
-        arrays = [arg.data if isinstance(arg, Tensor) else arg for arg in args]
-        tensors = [arg for arg in args if isinstance(arg, Tensor)]
-        if len(tensors) > 1 and not backend.same_device([t.data for t in tensors]):
-            devices = ", ".join(t.device for t in tensors)
+        arrays, tensor_arrays = [], []
+        requires_grad = False
+        for arg in args:
+            if isinstance(arg, Tensor):
+                arrays.append(arg.data)
+                tensor_arrays.append(arg.data)
+                requires_grad = requires_grad or arg._requires_grad
+            else:
+                arrays.append(arg)
+        if len(tensor_arrays) > 1 and not backend.same_device(tensor_arrays):
+            devices = ", ".join(a.device for a in args if isinstance(a, Tensor))
             raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {devices}")
         try:
             out = cls.forward(ctx, *arrays, **kwargs)
         except (ValueError, TypeError, IndexError) as exc:
-            shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in tensors)
+            shapes = ", ".join(f"{a.shape} {a.dtype}" for a in args if isinstance(a, Tensor))
             raise type(exc)(f"{cls.__name__}: {exc} (inputs: {shapes})") from None
-        requires_grad = config._grad_enabled and any(t._requires_grad for t in tensors)
-        if not requires_grad:
+        if not (requires_grad and config._grad_enabled):
             return Tensor._make(out)
         ctx.parents = args
         ctx.kwargs = kwargs
@@ -93,8 +99,7 @@ class Function:
         """Gradients for each input, as Tensors, given the gradient ``dout`` of the output."""
         if create_graph and hasattr(type(self), "reference"):
             return _vjp_by_reference(self, dout)
-        with config.set_grad_enabled(False):
-            grads = type(self).backward(self, dout.data)
+        grads = type(self).backward(self, dout.data)
         if not isinstance(grads, tuple):
             grads = (grads,)
         once = create_graph and any(self.needs_input_grad)
@@ -115,8 +120,8 @@ class Op(Function):
     _out: Any
 
     def _vjp(self, dout: "Tensor", create_graph: bool) -> Sequence["Tensor | None"]:
-        with config.set_grad_enabled(create_graph):
-            grads = type(self).backward(self, dout)
+        # the walk runs with grad mode = create_graph, so these Tensor ops record only then
+        grads = type(self).backward(self, dout)
         return grads if isinstance(grads, tuple) else (grads,)
 
     def output(self) -> "Tensor":
@@ -168,17 +173,17 @@ def _toposort(roots: Sequence["Tensor"]) -> list["Tensor"]:
         if expanded:
             order.append(t)
             continue
-        key = _key(t)
+        ctx = t._ctx
+        key = id(t) if ctx is None else id(ctx)  # _key(t), inlined: this loop is hot
         if key in seen:
             continue
         seen.add(key)
         stack.append((t, True))
-        ctx = t._ctx
         if ctx is not None:
             if ctx.parents is None:
                 raise RuntimeError(_FREED)
             for p, need in zip(ctx.parents, ctx.needs_input_grad):
-                if need and _key(p) not in seen:
+                if need:
                     stack.append((p, False))
     return order
 

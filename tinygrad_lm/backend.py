@@ -126,9 +126,10 @@ def is_array(obj: Any) -> bool:
 def same_device(arrays: "tuple[Any, ...] | list[Any]") -> bool:
     """True when every array lives on one device (the common all-NumPy case is quick)."""
     kind = type(arrays[0])
-    if all(type(a) is kind for a in arrays):
-        return kind is np.ndarray or len({a.device.id for a in arrays}) == 1
-    return False
+    for a in arrays:
+        if type(a) is not kind:
+            return False
+    return kind is np.ndarray or len({a.device.id for a in arrays}) == 1
 
 
 def manual_seed(seed: int) -> None:
