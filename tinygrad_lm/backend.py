@@ -145,14 +145,28 @@ def to_host(array: Any) -> np.ndarray:
     return array.get() if type(array) is not np.ndarray else array.copy()
 
 
-def index_add(target: Any, index: Any, values: Any) -> None:
+def index_add(target: Any, index: tuple[Any, ...], values: Any) -> None:
     """``target[index] += values`` where repeated indices accumulate (a scatter-add)."""
     if type(target) is not np.ndarray:
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+    elif len(index) == 1 and is_array(index[0]) and index[0].dtype.kind in "iu":
+        _add_rows(target, index[0].reshape(-1), values.reshape(-1, *target.shape[1:]))
     else:
         np.add.at(target, index, values)
+
+
+def _add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """Row scatter-add (the embedding backward) by sorting: each distinct row is summed once
+    with ``add.reduceat``; several times faster than ``np.add.at``."""
+    if rows.size == 0:
+        return
+    rows = np.where(rows < 0, rows + target.shape[0], rows)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    target[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
 def erf(x: Any) -> Any:
