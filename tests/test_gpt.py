@@ -1,0 +1,141 @@
+"""The GPT: golden parity with a PyTorch implementation, model properties, generation."""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygrad_lm as tl
+from tinygrad_lm import optim
+from tinygrad_lm.models import GPT, GPTConfig
+from tinygrad_lm.train import configure_optimizer, TrainConfig
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden_gpt.npz"
+
+
+def tiny_config(**overrides) -> GPTConfig:
+    values = dict(block_size=16, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
+    values.update(overrides)
+    return GPTConfig(**values)
+
+
+def test_golden_fixture_matches_pytorch_tensor_by_tensor():
+    """Logits, loss, every gradient and three AdamW steps equal an independent PyTorch GPT
+    (scripts/make_golden_gpt.py), in float64."""
+    golden = np.load(GOLDEN, allow_pickle=False)
+    config = GPTConfig(**ast.literal_eval(str(golden["config"])))
+    model = GPT(config)
+    state = {k[len("param/"):]: v for k, v in golden.items() if k.startswith("param/")}
+    model.load_state_dict(state)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    idx, targets = golden["idx"], golden["targets"]
+    logits, loss = model(idx, targets)
+    np.testing.assert_allclose(logits.numpy(), golden["logits"], rtol=1e-10, atol=1e-10)
+    assert loss.item() == pytest.approx(float(golden["loss"]), rel=1e-12)
+    loss.backward()
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), golden[f"grad/{name}"], rtol=1e-8, atol=1e-10,
+                                   err_msg=name)
+    cfg = TrainConfig(lr=1e-2, beta1=0.9, beta2=0.99, weight_decay=0.1)
+    opt = configure_optimizer(model, cfg)
+    losses = []
+    for _ in range(3):
+        opt.step()
+        opt.zero_grad()
+        _, step_loss = model(idx, targets)
+        step_loss.backward()
+        losses.append(step_loss.item())
+    np.testing.assert_allclose(losses, golden["step_losses"], rtol=1e-9)
+
+
+def test_state_dict_has_nanogpt_names_and_tied_head():
+    model = GPT(tiny_config())
+    state = model.state_dict()
+    assert "transformer.wte.weight" in state and "lm_head.weight" in state
+    assert "transformer.h.0.attn.c_attn.weight" in state
+    assert "transformer.h.1.mlp.c_proj.bias" in state
+    assert state["transformer.h.0.attn.c_attn.weight"].shape == (48, 16)
+    assert model.transformer.wte.weight is model.lm_head.weight
+    # the shared matrix is counted once
+    names = [n for n, _ in model.named_parameters()]
+    assert len(names) == len(set(id(p) for p in model.parameters()))
+
+
+def test_initial_loss_is_about_log_vocab():
+    tl.manual_seed(0)
+    config = tiny_config(vocab_size=65)
+    model = GPT(config)
+    idx = np.random.default_rng(0).integers(0, 65, (4, 16))
+    _, loss = model(idx, idx)
+    assert abs(loss.item() - math.log(65)) < 0.15
+
+
+def test_causality_future_tokens_never_change_past_logits():
+    tl.manual_seed(0)
+    model = GPT(tiny_config())
+    idx = np.random.default_rng(1).integers(0, 13, (2, 10))
+    base, _ = model(idx)
+    for t in range(9):
+        changed = idx.copy()
+        changed[:, t + 1:] = (changed[:, t + 1:] + 5) % 13
+        out, _ = model(changed)
+        np.testing.assert_allclose(out.numpy()[:, :t + 1], base.numpy()[:, :t + 1], atol=1e-5)
+        assert not np.allclose(out.numpy()[:, t + 1:], base.numpy()[:, t + 1:])
+
+
+def test_overfits_one_batch():
+    tl.manual_seed(0)
+    model = GPT(tiny_config())
+    idx = np.random.default_rng(2).integers(0, 13, (4, 16))
+    targets = np.roll(idx, -1, axis=1)
+    opt = optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    for _ in range(150):
+        _, loss = model(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_sequence_longer_than_block_size_is_a_clear_error():
+    model = GPT(tiny_config(block_size=4))
+    with pytest.raises(ValueError, match="block_size 4"):
+        model(np.zeros((1, 5), dtype=np.int64))
+
+
+@pytest.mark.parametrize("prompt_len,new", [(1, 12), (3, 30)])
+def test_greedy_generation_is_identical_with_and_without_cache(prompt_len, new):
+    tl.manual_seed(0)
+    model = GPT(tiny_config(block_size=16)).eval()
+    prompt = np.random.default_rng(3).integers(0, 13, (2, prompt_len))
+    cached = model.generate(prompt, new, temperature=0.0, use_cache=True)
+    uncached = model.generate(prompt, new, temperature=0.0, use_cache=False)
+    assert cached.shape == (2, prompt_len + new)
+    np.testing.assert_array_equal(cached.numpy(), uncached.numpy())
+    np.testing.assert_array_equal(cached.numpy()[:, :prompt_len], prompt)
+
+
+def test_sampling_is_reproducible_and_respects_top_k():
+    model = GPT(tiny_config()).eval()
+    prompt = np.array([[1, 2, 3]])
+    tl.manual_seed(7)
+    a = model.generate(prompt, 20, temperature=1.0, top_k=3).numpy()
+    tl.manual_seed(7)
+    b = model.generate(prompt, 20, temperature=1.0, top_k=3).numpy()
+    np.testing.assert_array_equal(a, b)
+    tl.manual_seed(7)
+    c = model.generate(prompt, 20, temperature=1.0, top_p=0.5).numpy()
+    assert c.shape == (1, 23)
+
+
+def test_top_k_one_equals_greedy():
+    tl.manual_seed(0)
+    model = GPT(tiny_config()).eval()
+    prompt = np.array([[4, 5]])
+    greedy = model.generate(prompt, 10, temperature=0.0).numpy()
+    top1 = model.generate(prompt, 10, temperature=1.0, top_k=1).numpy()
+    np.testing.assert_array_equal(greedy, top1)

@@ -1,0 +1,105 @@
+"""The command line: ``tinygrad-lm {train,sample,bench,gradcheck}`` (also ``python -m tinygrad_lm``).
+
+Expected failures (a missing file, a bad flag value, an unknown character in a prompt) print
+one clear line on stderr and exit with status 2; they never show a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Sequence
+
+from .data.corpora import DEFAULT_CORPUS, DataError
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .train import PRESETS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a GPT on a text corpus",
+                       description="Train a GPT language model. With no arguments: the 'cpu' "
+                       "preset (nanoGPT's small CPU recipe) on the built-in corpus, offline.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="a starting configuration that the other flags override (default: cpu)")
+    p.add_argument("--data", default=d.data, help=f"a text file, or a built-in corpus name: "
+                   f"'{DEFAULT_CORPUS}' (no download) or 'shakespeare' (default: {d.data})")
+    p.add_argument("--out", default=d.out, help="directory for checkpoints and logs (default: out)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $TINYGRAD_LM_DEVICE or cpu)")
+    p.add_argument("--tokenizer", choices=["char", "bpe"], default=None)
+    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size")
+    for flag, kind in [("max-iters", int), ("batch-size", int), ("block-size", int),
+                       ("n-layer", int), ("n-head", int), ("n-embd", int), ("dropout", float),
+                       ("lr", float), ("min-lr", float), ("warmup", int), ("weight-decay", float),
+                       ("grad-clip", float), ("eval-interval", int), ("eval-iters", int),
+                       ("seed", int), ("sample-tokens", int)]:
+        p.add_argument(f"--{flag}", type=kind, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="print text sampled from a trained checkpoint",
+                       description="Print text sampled from the model in --out (only the text "
+                       "goes to stdout).")
+    p.add_argument("--out", default="out", help="the training run's directory (default: out)")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: 0.8)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .sample import generate_text
+    from .train import PRESETS, TrainConfig, train
+
+    values = dict(PRESETS[args.preset])
+    for field in dataclasses.fields(TrainConfig):
+        given = getattr(args, field.name, None)
+        if given is not None and given is not False:
+            values[field.name] = given
+    cfg = TrainConfig(**values)
+    trainer = train(cfg)
+    if cfg.sample_tokens > 0:
+        print("--- sample ---", file=sys.stderr)
+        model = trainer.model.eval()
+        print(generate_text(model, trainer.tokenizer, "\n", cfg.sample_tokens, seed=cfg.seed))
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from .sample import generate_text, load_model
+
+    model, tokenizer = load_model(args.out, args.device)
+    text = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                         args.top_k, args.top_p, args.seed, use_cache=not args.no_cache)
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinygrad-lm", description="Train and sample tiny GPT "
+                                     "language models with a NumPy/CuPy autograd engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _sample_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .train import TrainingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": run_train, "sample": run_sample}
+    try:
+        return handlers[args.command](args)
+    except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"tinygrad-lm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,42 @@
+"""Sampling text from a trained checkpoint: the work behind ``tinygrad-lm sample``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import backend
+from .data import tokenizers
+from .models.gpt import GPT, GPTConfig
+from .serialization import load
+from .tensor import Tensor
+from .train import BEST_CHECKPOINT, CHECKPOINT, TrainingError
+
+
+def load_model(out: str | Path, device: str | None = None) -> tuple[GPT, tokenizers.Tokenizer]:
+    """The model and tokenizer of the run in ``out`` (its best checkpoint, else its latest)."""
+    out = Path(out)
+    path = out / BEST_CHECKPOINT if (out / BEST_CHECKPOINT).exists() else out / CHECKPOINT
+    if not path.exists():
+        raise TrainingError(f"no checkpoint in {out}: train one first with "
+                            f"`tinygrad-lm train --out {out}`")
+    ckpt: dict[str, Any] = load(path)
+    if ckpt.get("format") != "tinygrad_lm.gpt-checkpoint":
+        raise TrainingError(f"{path} is not a tinygrad_lm GPT checkpoint")
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(backend.get_device(device)).eval()
+    return model, tokenizers.tokenizer_from_dict(ckpt["tokenizer"])
+
+
+def generate_text(model: GPT, tokenizer: tokenizers.Tokenizer, prompt: str = "\n",
+                  max_new_tokens: int = 500, temperature: float = 0.8, top_k: int | None = None,
+                  top_p: float | None = None, seed: int | None = None,
+                  use_cache: bool = True) -> str:
+    """The prompt followed by ``max_new_tokens`` sampled tokens, decoded to text."""
+    if seed is not None:
+        backend.manual_seed(seed)
+    ids = tokenizer.encode(prompt or "\n")
+    idx = Tensor(ids.reshape(1, -1).astype("int64"), device=model.lm_head.weight.device)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         use_cache=use_cache)
+    return tokenizer.decode(out.numpy()[0])

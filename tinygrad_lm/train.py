@@ -1,0 +1,326 @@
+"""Training a GPT on a text corpus: the loop behind ``tinygrad-lm train``.
+
+The vocabulary follows nanoGPT's train.py: ``get_batch``, ``estimate_loss``, AdamW with
+weight decay on 2-D weights only, cosine learning rate with linear warm-up, gradient
+clipping, periodic evaluation, and a checkpoint dict holding everything needed to resume.
+
+Every random draw of iteration ``i`` (its batch, its dropout masks) comes from generators
+seeded with ``(seed, i)``, so a run resumed from a checkpoint continues exactly as the
+uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import backend, nn, optim
+from .config import no_grad
+from .data import batches, corpora
+from .models.gpt import GPT, GPTConfig
+from .serialization import load, save
+from .tensor import Tensor
+
+CHECKPOINT = "ckpt.tlm"
+BEST_CHECKPOINT = "ckpt_best.tlm"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (the defaults are the ``cpu`` preset)."""
+
+    data: str = corpora.DEFAULT_CORPUS
+    out: str = "out"
+    device: str | None = None
+    tokenizer: str = "char"
+    vocab_size: int = 512  # BPE only; a char vocabulary is the corpus' characters
+    max_iters: int = 2000
+    batch_size: int = 12
+    block_size: int = 64
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    sample_tokens: int = 300
+    resume: bool = False
+    quiet: bool = False
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # nanoGPT's shakespeare_char recipe scaled for a CPU (its README's "baby GPT" on a laptop)
+    "cpu": {},
+    # nanoGPT's shakespeare_char recipe for a GPU
+    "gpu": dict(max_iters=5000, batch_size=64, block_size=256, n_layer=6, n_head=6,
+                n_embd=384, dropout=0.2, eval_iters=200, warmup=100),
+    # a seconds-long run, for smoke tests and the tutorial
+    "tiny": dict(max_iters=100, batch_size=8, block_size=32, n_layer=2, n_head=2, n_embd=64,
+                 eval_interval=50, eval_iters=5, warmup=10, sample_tokens=100),
+}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot continue (diverged loss, unusable data, bad checkpoint)."""
+
+
+def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> optim.AdamW:
+    """AdamW where only 2-D weights (matmuls, embeddings) decay; biases and norms do not."""
+    params = [p for p in model.parameters()]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Trainer:
+    """Owns the model, optimizer, data and logs of one run."""
+
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = backend.get_device(cfg.device)
+        checkpoint = self._read_checkpoint() if cfg.resume else None
+        self.dataset = batches.prepare_corpus(cfg.data, self.out / "data", cfg.tokenizer,
+                                              cfg.vocab_size)
+        self.tokenizer = self.dataset.tokenizer
+        self.model_config = GPTConfig(block_size=cfg.block_size, vocab_size=self.tokenizer.vocab_size,
+                                      n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                                      dropout=cfg.dropout, bias=cfg.bias)
+        backend.manual_seed(cfg.seed)
+        self.model = GPT(self.model_config).to(self.device)
+        self.optimizer = configure_optimizer(self.model, cfg)
+        self.scheduler = optim.lr_scheduler.CosineWarmup(self.optimizer, cfg.warmup,
+                                                         cfg.max_iters, cfg.min_lr)
+        self.iter = 0
+        self.best_val = math.inf
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    # -------------------------------------------------------------- data and evaluation
+
+    def get_batch(self, split: str, key: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """A random (x, y) batch of token ids, y shifted by one, drawn by a generator seeded
+        with ``key`` (so the batch of a given step never depends on what ran before it)."""
+        x, y = self.dataset.batch_at(split, self.cfg.batch_size, self.cfg.block_size, key)
+        return Tensor(x, device=self.device), Tensor(y, device=self.device)
+
+    @no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        """Mean loss over ``eval_iters`` batches of each split (the same batches every time,
+        so evaluations are comparable across a run)."""
+        self.model.eval()
+        losses = {}
+        for split in ("train", "val"):
+            total = 0.0
+            for k in range(self.cfg.eval_iters):
+                x, y = self.get_batch(split, (self.cfg.seed, 1, k))
+                total += self.model(x, y)[1].item()
+            losses[split] = total / self.cfg.eval_iters
+        self.model.train()
+        return losses
+
+    # -------------------------------------------------------------- checkpoints
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": "tinygrad_lm.gpt-checkpoint",
+            "model": dict(self.model.state_dict()),
+            "model_config": dataclasses.asdict(self.model_config),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_config": dataclasses.asdict(self.cfg),
+            "tokenizer": self.tokenizer.to_dict(),
+            "iter": self.iter,
+            "best_val": self.best_val,
+        }
+
+    def _read_checkpoint(self) -> dict[str, Any]:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            raise TrainingError(f"--resume: no checkpoint at {path}")
+        return load(path)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("model_config") != dataclasses.asdict(self.model_config):
+            raise TrainingError(f"--resume: the checkpoint in {self.out} was made with model "
+                                f"{ckpt.get('model_config')}, not {dataclasses.asdict(self.model_config)}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.iter, self.best_val = int(ckpt["iter"]), float(ckpt["best_val"])
+        self.log(f"resumed from {self.out / CHECKPOINT} at iteration {self.iter}")
+
+    def save(self, name: str = CHECKPOINT) -> None:
+        save(self.checkpoint(), self.out / name)
+
+    # -------------------------------------------------------------- the loop
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with open(self.out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def step(self) -> float:
+        """One optimisation step; returns the training loss."""
+        cfg = self.cfg
+        backend.manual_seed(cfg.seed * 1_000_003 + self.iter)  # this step's dropout masks
+        x, y = self.get_batch("train", (cfg.seed, 0, self.iter))
+        _, loss = self.model(x, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(f"the loss became {value} at iteration {self.iter}; the last "
+                                f"good checkpoint is kept in {self.out}. Try a lower --lr.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iter += 1
+        return value
+
+    def run(self) -> dict[str, float]:
+        """Train to ``max_iters``. Ctrl-C finishes the current step, saves a checkpoint and
+        raises KeyboardInterrupt (a second Ctrl-C stops at once)."""
+        cfg = self.cfg
+        progress = Progress(cfg.max_iters, enabled=not cfg.quiet)
+        tokens_per_step = cfg.batch_size * cfg.block_size
+        interrupted = []
+
+        def on_interrupt(signum: int, frame: Any) -> None:
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            losses: dict[str, float] = {}
+            while self.iter < cfg.max_iters and not interrupted:
+                if self.iter % cfg.eval_interval == 0:
+                    losses = self._evaluate(progress)
+                started = time.perf_counter()
+                loss = self.step()
+                elapsed = time.perf_counter() - started
+                self._record({"iter": self.iter, "loss": loss,
+                              "lr": self.optimizer.param_groups[0]["lr"], "ms": round(elapsed * 1e3, 3)})
+                progress.update(self.iter, loss, tokens_per_step / elapsed)
+            if interrupted:
+                progress.close()
+                self.save()
+                self.log(f"interrupted at iteration {self.iter}: checkpoint saved to "
+                         f"{self.out / CHECKPOINT}; continue with --resume")
+                raise KeyboardInterrupt
+            losses = self._evaluate(progress)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        progress.close()
+        return losses
+
+    def _evaluate(self, progress: "Progress") -> dict[str, float]:
+        losses = self.estimate_loss()
+        self._record({"iter": self.iter, "train_loss": losses["train"], "val_loss": losses["val"]})
+        progress.message(f"iter {self.iter}: train loss {losses['train']:.4f}, "
+                         f"val loss {losses['val']:.4f}")
+        self.save()
+        if losses["val"] < self.best_val:
+            self.best_val = losses["val"]
+            self.save(BEST_CHECKPOINT)
+        return losses
+
+
+class Progress:
+    """A one-line progress bar on a terminal; plain periodic lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = sys.stderr.isatty()
+        self.last_line = time.perf_counter()
+
+    def update(self, it: int, loss: float, tokens_per_s: float) -> None:
+        if not self.enabled:
+            return
+        text = f"iter {it}/{self.total} loss {loss:.4f} {tokens_per_s:,.0f} tok/s"
+        if self.tty:
+            width = 24
+            done = int(width * it / max(self.total, 1))
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {text}   ")
+            sys.stderr.flush()
+        elif time.perf_counter() - self.last_line > 10 or it == self.total:
+            self.last_line = time.perf_counter()
+            sys.stderr.write(text + "\n")
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(("\r" if self.tty else "") + text + (" " * 20 if self.tty else "") + "\n")
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def plot_losses(out: Path) -> Path | None:
+    """``loss.png`` from the metrics log, when matplotlib is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    steps, train, evals = [], [], []
+    for line in (out / METRICS).read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if "loss" in entry:
+            steps.append(entry["iter"])
+            train.append(entry["loss"])
+        if "val_loss" in entry:
+            evals.append((entry["iter"], entry["train_loss"], entry["val_loss"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, train, lw=0.6, alpha=0.5, label="train (batch)")
+    if evals:
+        its, tr, va = zip(*evals)
+        ax.plot(its, tr, "o-", label="train (eval)")
+        ax.plot(its, va, "o-", label="val (eval)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy loss")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "loss.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def train(cfg: TrainConfig) -> Trainer:
+    """Run training as configured; returns the Trainer (model, losses, paths)."""
+    if not cfg.resume and (Path(cfg.out) / METRICS).exists():
+        os.remove(Path(cfg.out) / METRICS)  # a fresh run starts a fresh log
+    trainer = Trainer(cfg)
+    started = time.perf_counter()
+    losses = trainer.run()
+    trainer.log(f"done: {trainer.iter} iterations in {time.perf_counter() - started:.1f} s, "
+                f"train loss {losses['train']:.4f}, val loss {losses['val']:.4f}; "
+                f"checkpoints in {trainer.out}")
+    plot = plot_losses(trainer.out)
+    if plot is not None:
+        trainer.log(f"loss curve: {plot}")
+    return trainer
