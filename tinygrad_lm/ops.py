@@ -212,14 +212,11 @@ class Relu(Op):
 
     @staticmethod
     def forward(ctx, x):
-        positive = x > 0
-        ctx.save_for_backward(positive)
-        return x * positive
+        return _xp(x).maximum(x, 0)
 
     @staticmethod
     def backward(ctx, dout):
-        (positive,) = ctx.saved_tensors
-        return dout * _const(positive)
+        return dout * _const(ctx.parents[0].data > 0)
 
 
 class Abs(Op):
@@ -306,15 +303,16 @@ class Max(Op):
     @staticmethod
     def forward(ctx, x, axis, keepdims):
         top = x.max(axis=axis, keepdims=True)
-        is_top = x == top
-        ctx.save_for_backward(is_top / is_top.sum(axis=axis, keepdims=True, dtype=x.dtype))
+        ctx.save_for_backward(top)
         return top if keepdims else top.reshape(_reduced_shape(x.shape, axis))
 
     @staticmethod
     def backward(ctx, dout):
-        (share,) = ctx.saved_tensors
-        x = ctx.parents[0]
-        return dout.reshape(_kept_shape(x.shape, ctx.kwargs["axis"])) * _const(share)
+        (top,) = ctx.saved_tensors
+        x, axis = ctx.parents[0], ctx.kwargs["axis"]
+        is_top = x.data == top
+        share = is_top / is_top.sum(axis=axis, keepdims=True, dtype=x.dtype)
+        return dout.reshape(_kept_shape(x.shape, axis)) * _const(share)
 
 
 def _axes(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
