@@ -58,13 +58,14 @@ class Tensor:
             target = backend.device_of(data) if device is None else backend.get_device(device)
         else:
             target = backend.get_device(device)
-            if dtype is None:  # Python floats become float32, not NumPy's float64
+            if dtype is None:  # Python floats become float32, NumPy scalars keep their dtype
+                from_python, kind = not isinstance(data, np.generic), type(data).__name__
                 data = np.asarray(data)
-                if data.dtype == np.float64 and not isinstance(data, np.generic):
+                if data.dtype == np.float64 and from_python:
                     dtype = config.DEFAULT_FLOAT
                 elif data.dtype.kind not in "biufc":
-                    raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} "
-                                    f"(dtype {data.dtype})")
+                    raise TypeError(f"Tensor: cannot make a tensor from a {kind} holding "
+                                    f"{data.dtype} values; use numbers or bools")
         self.data = target.array(data, dtype)
         self.grad: Tensor | None = None
         self._ctx: Any = None
