@@ -455,13 +455,10 @@ class Tensor:
         return ops.Erf.apply(self)
 
     def gelu(self, approximate: str = "none") -> "Tensor":
-        """x Phi(x) (``"none"``) or its tanh approximation (``"tanh"``), as in PyTorch."""
-        if approximate == "none":
-            return 0.5 * self * (1 + (self * (1 / math.sqrt(2))).erf())
-        if approximate == "tanh":
-            inner = math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)
-            return 0.5 * self * (1 + inner.tanh())
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+        """x Phi(x) (``"none"``) or its tanh approximation (``"tanh"``), as in PyTorch (fused)."""
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
+        return fused.Gelu.apply(self, approximate=approximate)
 
     def maximum(self, other: Any) -> "Tensor":
         """Elementwise max; ties split the gradient evenly."""
@@ -520,13 +517,12 @@ class Tensor:
         return Tensor._make(self.data.argmin(axis=axis, keepdims=keepdims))
 
     def softmax(self, axis: int = -1) -> "Tensor":
-        """exp(x) / sum(exp(x)) along ``axis``."""
-        e = (self - self.max(axis, keepdims=True).detach()).exp()
-        return e / e.sum(axis, keepdims=True)
+        """exp(x) / sum(exp(x)) along ``axis`` (fused)."""
+        return fused.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
-        """x - logsumexp(x) along ``axis``."""
-        return self - self.logsumexp(axis, keepdims=True)
+        """x - logsumexp(x) along ``axis`` (fused)."""
+        return fused.LogSoftmax.apply(self, axis=axis)
 
     # ------------------------------------------------------------------ shape and movement
 
@@ -665,4 +661,4 @@ def stack(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
     return cat([t.unsqueeze(axis) for t in tensors], axis)
 
 
-from . import autograd, ops  # noqa: E402  (the ops are built on Tensor)
+from . import autograd, fused, ops  # noqa: E402  (the ops are built on Tensor)

@@ -1,0 +1,233 @@
+"""Fused hot paths: one forward and one hand-derived backward on raw arrays each.
+
+Composed of primitives, softmax or layer norm would record a dozen nodes and keep a dozen
+temporaries; fused, they keep what the backward needs and nothing else. Each class keeps its
+composition of primitives as ``reference``: the tests check that both agree (forward and
+backward), and the engine differentiates ``reference`` when a higher-order gradient is asked
+for (``create_graph=True``). Derivations: docs/layers.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import backend
+from .autograd import Function
+from .tensor import Tensor, where
+
+
+def _xp(array: Any) -> Any:
+    return backend.device_of(array).xp
+
+
+def _softmax(x: Any, axis: int) -> Any:
+    xp = _xp(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+class Softmax(Function):
+    """y = exp(x) / sum exp(x); dx = y * (dout - sum(dout * y))."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        y = _softmax(x, axis)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dout):
+        (y,) = ctx.saved_tensors
+        axis = ctx.kwargs["axis"]
+        return y * (dout - (dout * y).sum(axis=axis, keepdims=True))
+
+    @staticmethod
+    def reference(x: Tensor, axis: int) -> Tensor:
+        e = (x - x.max(axis, keepdims=True).detach()).exp()
+        return e / e.sum(axis, keepdims=True)
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x); dx = dout - exp(y) * sum(dout)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        xp = _xp(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dout):
+        (y,) = ctx.saved_tensors
+        xp = _xp(y)
+        return dout - xp.exp(y) * dout.sum(axis=ctx.kwargs["axis"], keepdims=True)
+
+    @staticmethod
+    def reference(x: Tensor, axis: int) -> Tensor:
+        return x - x.logsumexp(axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    """Per-row loss -log softmax(z)[t] of logits z (N, C) and targets t (N,), 0 where
+    t == ignore_index; d loss_i / dz_i = softmax(z_i) - onehot(t_i)."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index):
+        xp = _xp(logits)
+        n = logits.shape[0]
+        valid = targets != ignore_index
+        safe = xp.where(valid, targets, 0)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_norm = xp.log(xp.exp(shifted).sum(axis=1))
+        rows = xp.arange(n)
+        losses = (log_norm - shifted[rows, safe]) * valid
+        ctx.save_for_backward(shifted, log_norm, safe, valid)
+        return losses
+
+    @staticmethod
+    def backward(ctx, dout):
+        shifted, log_norm, safe, valid = ctx.saved_tensors
+        xp = _xp(shifted)
+        scale = (dout * valid)[:, None]
+        dlogits = xp.exp(shifted - log_norm[:, None])  # softmax, in a fresh array
+        dlogits *= scale
+        dlogits[xp.arange(shifted.shape[0]), safe] -= scale[:, 0]
+        return dlogits, None
+
+    @staticmethod
+    def reference(logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+        valid = targets != ignore_index
+        safe = where(valid, targets, 0)
+        picked = logits.log_softmax(axis=1)[Tensor.arange(logits.shape[0], device=logits.device), safe]
+        return -picked * valid.astype(logits.dtype)
+
+
+class LayerNorm(Function):
+    """y = xhat * w + b with xhat = (x - mean) * rstd over the last axis;
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) where g = dout * w."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        xp = _xp(x)
+        mean = x.mean(axis=-1, keepdims=True)
+        centered = x - mean
+        rstd = 1.0 / xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+        xhat = centered
+        xhat *= rstd  # reuse the buffer: centered is not needed again
+        ctx.save_for_backward(xhat, rstd, weight)
+        y = xhat * weight if weight is not None else xhat.copy()
+        if bias is not None:
+            y += bias
+        return y
+
+    @staticmethod
+    def backward(ctx, dout):
+        xhat, rstd, weight = ctx.saved_tensors
+        lead = tuple(range(dout.ndim - 1))
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dw = (dout * xhat).sum(axis=lead) if need_w else None
+        db = dout.sum(axis=lead) if need_b else None
+        dx = None
+        if need_x:
+            g = dout * weight if weight is not None else dout
+            dx = g - g.mean(axis=-1, keepdims=True)
+            dx -= xhat * (g * xhat).mean(axis=-1, keepdims=True)
+            dx *= rstd
+        return dx, dw, db
+
+    @staticmethod
+    def reference(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+        centered = x - x.mean(-1, keepdims=True)
+        y = centered / ((centered * centered).mean(-1, keepdims=True) + eps).sqrt()
+        if weight is not None:
+            y = y * weight
+        return y + bias if bias is not None else y
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class Gelu(Function):
+    """Exact: y = x Phi(x), dy/dx = Phi(x) + x phi(x). Tanh form: y = x (1 + tanh u) / 2 with
+    u = sqrt(2/pi) (x + 0.044715 x^3), dy/dx = (1 + t)/2 + x (1 - t^2) u'(x) / 2."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        xp = _xp(x)
+        if approximate == "tanh":
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+            ctx.save_for_backward(x, t)
+            return 0.5 * x * (1.0 + t)
+        cdf = 0.5 * (1.0 + backend.erf(x * (1.0 / math.sqrt(2.0))))
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, saved = ctx.saved_tensors
+        xp = _xp(x)
+        if ctx.kwargs["approximate"] == "tanh":
+            du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
+            return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
+        pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return dout * (saved + x * pdf)
+
+    @staticmethod
+    def reference(x: Tensor, approximate: str) -> Tensor:
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            return 0.5 * x * (1 + inner.tanh())
+        return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
+
+
+class Attention(Function):
+    """O = dropout(softmax(q k^T * scale + mask)) v over the last two axes, batched.
+    With P the attention weights and dS the gradient of the scores:
+    dv = P^T dO, dP = dO v^T, dS = P * (dP - sum(dP * P)), dq = dS k * scale, dk = dS^T q * scale."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, keep):
+        xp = _xp(q)
+        scores = q @ xp.swapaxes(k, -1, -2)
+        scores *= scale
+        if mask is not None:
+            scores += mask
+        weights = _softmax(scores, -1)
+        ctx.save_for_backward(q, k, v, weights)
+        if keep is not None:
+            return (weights * keep) @ v
+        return weights @ v
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, weights = ctx.saved_tensors
+        xp = _xp(q)
+        keep, scale = ctx.kwargs["keep"], ctx.kwargs["scale"]
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        dropped = weights * keep if keep is not None else weights
+        dv = xp.swapaxes(dropped, -1, -2) @ dout if need_v else None
+        if not (need_q or need_k):
+            return None, None, dv
+        dweights = dout @ xp.swapaxes(v, -1, -2)
+        if keep is not None:
+            dweights *= keep
+        dscores = dweights
+        dscores -= (dweights * weights).sum(axis=-1, keepdims=True)
+        dscores *= weights
+        dscores *= scale
+        dq = dscores @ k if need_q else None
+        dk = xp.swapaxes(dscores, -1, -2) @ q if need_k else None
+        return dq, dk, dv
+
+    @staticmethod
+    def reference(q: Tensor, k: Tensor, v: Tensor, mask: Any, scale: float, keep: Any) -> Tensor:
+        scores = q @ k.transpose(-1, -2) * scale
+        if mask is not None:
+            scores = scores + Tensor._make(mask)
+        weights = scores.softmax(-1)
+        if keep is not None:
+            weights = weights * Tensor._make(keep)
+        return weights @ v

@@ -1,0 +1,8 @@
+"""Neural-network building blocks: Module, layers, functional ops, utilities."""
+from . import functional, init, utils
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, Tanh
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
+           "Embedding", "LayerNorm", "Dropout", "ReLU", "GELU", "Tanh", "functional", "init",
+           "utils"]

@@ -1,0 +1,149 @@
+"""Functional forms of the layers and losses (``import tinygrad_lm.nn.functional as F``).
+
+The hot ones (softmax, log_softmax, cross_entropy, layer_norm, gelu, attention) run fused
+kernels from ``tinygrad_lm.fused``; the rest are compositions of Tensor ops.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from .. import fused
+from ..tensor import Tensor
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight^T + bias; a batched input is folded into one (N, in) matrix: one GEMM."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
+                         f"{weight.shape} (expected last dim {weight.shape[1]})")
+    lead = x.shape[:-1]
+    out = x.reshape(-1, x.shape[-1]) @ weight.T if x.ndim > 2 else x @ weight.T
+    if bias is not None:
+        out = out + bias
+    return out.reshape(*lead, weight.shape[0]) if x.ndim > 2 else out
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    return x.gelu(approximate)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.softmax(axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.log_softmax(axis)
+
+
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
+                  reduction: str = "mean") -> Tensor:
+    """Cross-entropy of logits (N, C) or (N, C, d...) against integer targets (N) or (N, d...),
+    as in PyTorch: ``mean`` averages over the targets that are not ``ignore_index``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    targets = targets if isinstance(targets, Tensor) else Tensor(targets, device=logits.device)
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, not {targets.dtype}")
+    if logits.ndim < 2 or targets.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+                         f"{logits.shape[:1] + logits.shape[2:]}, got {targets.shape}")
+    classes = logits.shape[1]
+    if logits.ndim > 2:  # (N, C, d...) -> (N * d..., C)
+        logits = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, classes)
+    flat = targets.reshape(-1)
+    bad = ((flat.data < 0) | (flat.data >= classes)) & (flat.data != ignore_index)
+    if bad.any():
+        raise IndexError(f"cross_entropy: target {int(flat.data[bad][0])} is out of range for "
+                         f"{classes} classes")
+    losses = fused.CrossEntropy.apply(logits, flat, ignore_index=ignore_index)
+    if reduction == "none":
+        return losses.reshape(*targets.shape)
+    if reduction == "sum":
+        return losses.sum()
+    count = int((flat.data != ignore_index).sum())
+    return losses.sum() * (1.0 / count if count else math.nan)
+
+
+def mse_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or none) of (x - target)^2."""
+    diff = x - target
+    sq = diff * diff
+    if reduction == "mean":
+        return sq.mean()
+    if reduction == "sum":
+        return sq.sum()
+    if reduction == "none":
+        return sq
+    raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = x.device_obj.rand(x.shape, x.dtype) >= p
+    return x * Tensor._make(keep * x.dtype.type(1.0 / (1.0 - p)))
+
+
+def layer_norm(x: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape``."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"layer_norm: input of shape {x.shape} does not end with "
+                         f"normalized_shape {shape}")
+    lead = x.shape[:x.ndim - len(shape)]
+    flat = x.reshape(*lead, -1) if len(shape) != 1 else x
+    w = weight.reshape(-1) if weight is not None and len(shape) != 1 else weight
+    b = bias.reshape(-1) if bias is not None and len(shape) != 1 else bias
+    out = fused.LayerNorm.apply(flat, w, b, eps=eps)
+    return out.reshape(*x.shape) if len(shape) != 1 else out
+
+
+def embedding(idx: Any, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` (num, dim) picked by integer ids; the backward scatter-adds."""
+    idx = idx if isinstance(idx, Tensor) else Tensor(idx, device=weight.device)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, not {idx.dtype}")
+    if idx.size and (int(idx.data.min()) < 0 or int(idx.data.max()) >= weight.shape[0]):
+        raise IndexError(f"embedding: index out of range for {weight.shape[0]} embeddings "
+                         f"(got min {int(idx.data.min())}, max {int(idx.data.max())})")
+    return weight[idx]
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any = None,
+                                 is_causal: bool = False, dropout_p: float = 0.0,
+                                 scale: float | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v over (..., L, d) queries and (..., S, d) keys.
+
+    ``attn_mask``: a bool mask (True = may attend) or a float mask added to the scores, as in
+    PyTorch; ``is_causal`` lets query i see keys 0..i. The mask carries no gradient.
+    """
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: shapes q {q.shape}, k {k.shape}, "
+                         f"v {v.shape} do not fit")
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal")
+    xp = q.device_obj.xp
+    length, source = q.shape[-2], k.shape[-2]
+    mask = None
+    if is_causal:
+        mask = xp.triu(xp.full((length, source), -xp.inf, dtype=q.dtype), k=1)
+    elif attn_mask is not None:
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+        mask = xp.where(m, 0.0, -xp.inf).astype(q.dtype) if m.dtype == bool else m.astype(q.dtype)
+    keep = None
+    if dropout_p > 0.0:
+        shape = q.shape[:-1] + (source,)
+        keep = (q.device_obj.rand(shape, q.dtype) >= dropout_p) * q.dtype.type(1 / (1 - dropout_p))
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return fused.Attention.apply(q, k, v, mask=mask, scale=scale, keep=keep)

@@ -1,0 +1,26 @@
+"""Training utilities that act on a model's gradients."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from ..config import no_grad
+from ..tensor import Tensor
+
+
+@no_grad()
+def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float) -> Tensor:
+    """Scale all gradients so their global 2-norm is at most ``max_norm``; returns the norm
+    before clipping (as a 0-d tensor, like PyTorch)."""
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return Tensor(0.0)
+    xp = grads[0].device_obj.xp
+    total = math.sqrt(sum(float(xp.vdot(g.data.ravel(), g.data.ravel())) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for p in params:
+            if p.grad is not None:  # a new array: gradient arrays may be shared
+                p.grad = Tensor._make(p.grad.data * p.grad.dtype.type(coef))
+    return Tensor(total, device=grads[0].device)
