@@ -12,7 +12,10 @@ from .autograd import Function, grad
 from .backend import manual_seed
 from .config import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .serialization import load, save
 from .tensor import Tensor, cat, stack, where
+
+from . import nn, optim  # noqa: E402  (built on the names above)
 
 zeros, ones, full = Tensor.zeros, Tensor.ones, Tensor.full
 zeros_like, ones_like = Tensor.zeros_like, Tensor.ones_like
@@ -27,5 +30,5 @@ __all__ = [
     "Tensor", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
     "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "cat", "stack", "where", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
-    "rand", "arange", "float16", "float32", "float64", "int32", "int64", "bool_",
+    "rand", "arange", "save", "load", "nn", "optim", "float16", "float32", "float64", "int32", "int64", "bool_",
 ]

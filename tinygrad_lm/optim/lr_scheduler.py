@@ -1,0 +1,72 @@
+"""Learning-rate schedules: each ``step()`` sets every group's ``lr`` for the next step."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from .optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base: keeps the groups' initial lrs and a step counter; ``factor(step)`` or ``lr_at``
+    gives the lr of a step."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_step = 0
+        self._apply()
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base, self.last_step)
+
+    def step(self) -> None:
+        self.last_step += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self.last_step, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_step = int(state["last_step"])
+        self.base_lrs = [float(x) for x in state["base_lrs"]]
+        self._apply()
+
+
+class LambdaLR(LRScheduler):
+    """lr = base_lr * fn(step)."""
+
+    def __init__(self, optimizer: Optimizer, fn: Callable[[int], float]) -> None:
+        self.fn = fn
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        return base_lr * self.fn(step)
+
+
+class CosineWarmup(LRScheduler):
+    """Linear warm-up from 0 to base_lr over ``warmup`` steps, cosine decay to ``min_lr`` at
+    ``max_iters``, then constant ``min_lr`` (nanoGPT's schedule)."""
+
+    def __init__(self, optimizer: Optimizer, warmup: int, max_iters: int, min_lr: float) -> None:
+        if warmup < 0 or max_iters < warmup:
+            raise ValueError(f"CosineWarmup: need 0 <= warmup <= max_iters, got {warmup}, {max_iters}")
+        self.warmup, self.max_iters, self.min_lr = warmup, max_iters, min_lr
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        if step < self.warmup:
+            return base_lr * (step + 1) / (self.warmup + 1)
+        if step >= self.max_iters:
+            return self.min_lr
+        progress = (step - self.warmup) / max(1, self.max_iters - self.warmup)
+        return self.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (base_lr - self.min_lr)
