@@ -58,7 +58,7 @@ def test_resume_continues_exactly(corpus: Path, tmp_path: Path):
     whole = tmp_path / "whole"
     Trainer(TrainConfig(out=str(whole), **base)).run()
     part = tmp_path / "part"
-    Trainer(TrainConfig(out=str(part), **{**base, "max_iters": 10})).run()
+    Trainer(TrainConfig(out=str(part), **base)).run(until=10)
     Trainer(TrainConfig(out=str(part), resume=True, **base)).run()
     assert step_losses(part) == step_losses(whole)
 

@@ -94,8 +94,9 @@ def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> optim.AdamW:
 class Trainer:
     """Owns the model, optimizer, data and logs of one run."""
 
-    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
-        self.cfg, self.log = cfg, log
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.log = log or (lambda text: print(text, file=sys.stderr))  # stdout is for samples
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = backend.get_device(cfg.device)
@@ -198,8 +199,9 @@ class Trainer:
         self.iter += 1
         return value
 
-    def run(self) -> dict[str, float]:
-        """Train to ``max_iters``. Ctrl-C finishes the current step, saves a checkpoint and
+    def run(self, until: int | None = None) -> dict[str, float]:
+        """Train to ``max_iters`` (or stop early at iteration ``until``), then evaluate and
+        save a checkpoint. Ctrl-C finishes the current step, saves a checkpoint and
         raises KeyboardInterrupt (a second Ctrl-C stops at once)."""
         cfg = self.cfg
         progress = Progress(cfg.max_iters, enabled=not cfg.quiet)
@@ -214,7 +216,8 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, on_interrupt)
         try:
             losses: dict[str, float] = {}
-            while self.iter < cfg.max_iters and not interrupted:
+            stop = cfg.max_iters if until is None else min(until, cfg.max_iters)
+            while self.iter < stop and not interrupted:
                 if self.iter % cfg.eval_interval == 0:
                     losses = self._evaluate(progress)
                 started = time.perf_counter()

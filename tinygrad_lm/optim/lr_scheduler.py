@@ -58,8 +58,9 @@ class CosineWarmup(LRScheduler):
     ``max_iters``, then constant ``min_lr`` (nanoGPT's schedule)."""
 
     def __init__(self, optimizer: Optimizer, warmup: int, max_iters: int, min_lr: float) -> None:
-        if warmup < 0 or max_iters < warmup:
-            raise ValueError(f"CosineWarmup: need 0 <= warmup <= max_iters, got {warmup}, {max_iters}")
+        if warmup < 0 or max_iters < 0:
+            raise ValueError(f"CosineWarmup: warmup and max_iters must be >= 0, got {warmup}, "
+                             f"{max_iters}")
         self.warmup, self.max_iters, self.min_lr = warmup, max_iters, min_lr
         super().__init__(optimizer)
 
