@@ -182,12 +182,22 @@ def erf(x: Any) -> Any:
 
 
 def _erf_fast(x: np.ndarray) -> np.ndarray:
-    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half."""
+    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half.
+    Evaluated in place in two buffers: this sits on the GELU hot path."""
     a = np.abs(x)
-    t = 1.0 / (1.0 + np.asarray(0.3275911, x.dtype) * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    y = 1.0 - poly * np.exp(-a * a)
-    return np.copysign(y, x).astype(x.dtype, copy=False)
+    t = np.multiply(a, x.dtype.type(0.3275911))
+    t += 1
+    np.reciprocal(t, out=t)
+    poly = np.multiply(t, x.dtype.type(1.061405429))
+    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += x.dtype.type(coefficient)
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a
+    np.subtract(1, poly, out=poly)
+    return np.copysign(poly, x, out=poly)
 
 
 _ERF_SERIES = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(61)]

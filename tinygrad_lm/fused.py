@@ -161,7 +161,9 @@ class Gelu(Function):
             t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1.0 + t)
-        cdf = 0.5 * (1.0 + backend.erf(x * (1.0 / math.sqrt(2.0))))
+        cdf = backend.erf(x * x.dtype.type(1.0 / math.sqrt(2.0)))
+        cdf += 1
+        cdf *= 0.5
         ctx.save_for_backward(x, cdf)
         return x * cdf
 
@@ -172,8 +174,14 @@ class Gelu(Function):
         if ctx.kwargs["approximate"] == "tanh":
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
-        pdf = xp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-        return dout * (saved + x * pdf)
+        grad = x * x  # then, in place: x * pdf(x) + cdf(x)
+        grad *= -0.5
+        xp.exp(grad, out=grad)
+        grad *= x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
+        grad *= x
+        grad += saved
+        grad *= dout
+        return grad
 
     @staticmethod
     def reference(x: Tensor, approximate: str) -> Tensor:

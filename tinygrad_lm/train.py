@@ -49,7 +49,7 @@ class TrainConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    bias: bool = True
+    bias: bool = False  # nanoGPT's train.py trains without biases in Linear and LayerNorm
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 100
