@@ -53,6 +53,47 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
 
 
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time the GPT training step against PyTorch eager",
+                       description="Benchmark the GPT train step (and, with --ops, each op) "
+                       "against PyTorch eager in the same run; prints a table.")
+    p.add_argument("--device", nargs="+", default=["cpu"], help="e.g. cpu cuda")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
+    p.add_argument("--config", nargs="+", default=None, help="tiny baby small medium")
+    p.add_argument("--quick", action="store_true", help="a fast smoke run")
+    p.add_argument("--ops", action="store_true", help="the per-op benchmark instead")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from benchmarks import bench_gpt, bench_ops
+
+    argv = ["--device", *args.device] + (["--json", args.json] if args.json else []) + \
+        (["--quick"] if args.quick else [])
+    if args.ops:
+        return bench_ops.main(argv)
+    return bench_gpt.main(argv + (["--config", *args.config] if args.config else []))
+
+
+def _gradcheck_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gradcheck", help="check every op's gradient numerically",
+                       description="Compare each op's and layer's backward with central "
+                       "differences in float64 and print a table; exit 1 on any failure.")
+    p.add_argument("--op", nargs="+", default=None, help="only these rows (names as printed)")
+    p.add_argument("--no-second-order", action="store_true", help="skip gradgradcheck")
+
+
+def run_gradcheck(args: argparse.Namespace) -> int:
+    from .checks import format_results, run_all
+
+    results = run_all(args.op, second_order=not args.no_second_order)
+    if not results:
+        raise ValueError(f"no check is named {args.op}")
+    print(format_results(results))
+    failed = [r.name for r in results if not r.passed]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .sample import generate_text
     from .train import PRESETS, TrainConfig, train
@@ -87,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _bench_parser(sub)
+    _gradcheck_parser(sub)
     return parser
 
 
@@ -95,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"train": run_train, "sample": run_sample}
+    handlers = {"train": run_train, "sample": run_sample, "bench": run_bench,
+                "gradcheck": run_gradcheck}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -7,7 +7,7 @@ the input, the element, both values and their difference.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,13 +28,10 @@ def _outputs(fn: Callable[..., Any], inputs: tuple[Tensor, ...]) -> list[Tensor]
     return [out] if isinstance(out, Tensor) else [o for o in out if isinstance(o, Tensor)]
 
 
-def gradcheck(fn: Callable[..., Any], inputs: "Tensor | Sequence[Tensor]", eps: float = 1e-6,
-              atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
-              seed: int = 0) -> bool:
-    """True when ``fn``'s backward matches central differences for every input element.
-
-    ``inputs`` should be float64 tensors; those with ``requires_grad`` are checked.
-    """
+def compare(fn: Callable[..., Any], inputs: "Tensor | Sequence[Tensor]", eps: float = 1e-6,
+            seed: int = 0) -> Iterator[tuple[int, tuple[int, ...], float, float]]:
+    """Yield ``(input index, element, analytic, numerical)`` for every element of every input
+    that requires grad: the raw material of ``gradcheck`` (and of ``tinygrad-lm gradcheck``)."""
     inputs = _as_tuple(inputs)
     checked = [i for i, t in enumerate(inputs) if t.requires_grad]
     for i in checked:
@@ -56,27 +53,34 @@ def gradcheck(fn: Callable[..., Any], inputs: "Tensor | Sequence[Tensor]", eps: 
         (None,) * len(checked)
     for i, g in zip(checked, analytic):
         x = inputs[i]
-        analytic_i = np.zeros(x.shape) if g is None else g.numpy().astype(np.float64)
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input
-        if flat.base is None and x.size and not np.shares_memory(flat, x.data):
-            raise GradcheckError(f"gradcheck: input {i} is not contiguous; pass a contiguous copy")
-        for j in range(x.size):
-            original = flat[j].item()
-            flat[j] = original + eps
+        values = np.zeros(x.shape) if g is None else g.numpy().astype(np.float64)
+        for element in np.ndindex(*x.shape):  # works for strided views and CuPy alike
+            original = float(x.data[element])
+            x.data[element] = original + eps
             plus = projected()
-            flat[j] = original - eps
+            x.data[element] = original - eps
             minus = projected()
-            flat[j] = original
-            numeric = (plus - minus) / (2 * eps)
-            value = analytic_i.reshape(-1)[j]
-            if not abs(value - numeric) <= atol + rtol * abs(numeric):
-                if not raise_exception:
-                    return False
-                element = np.unravel_index(j, x.shape) if x.ndim else ()
-                raise GradcheckError(
-                    f"gradcheck: input {i} (shape {x.shape}), element {tuple(int(e) for e in element)}: "
-                    f"analytic {value:.10g} vs numerical {numeric:.10g} "
-                    f"(difference {abs(value - numeric):.3g}, allowed {atol + rtol * abs(numeric):.3g})")
+            x.data[element] = original
+            yield i, tuple(int(e) for e in element), float(values[element]), (plus - minus) / (2 * eps)
+
+
+def gradcheck(fn: Callable[..., Any], inputs: "Tensor | Sequence[Tensor]", eps: float = 1e-6,
+              atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
+              seed: int = 0) -> bool:
+    """True when ``fn``'s backward matches central differences for every input element.
+
+    ``inputs`` should be float64 tensors; those with ``requires_grad`` are checked.
+    """
+    inputs = _as_tuple(inputs)
+    for i, element, value, numeric in compare(fn, inputs, eps, seed):
+        allowed = atol + rtol * abs(numeric)
+        if not abs(value - numeric) <= allowed:
+            if not raise_exception:
+                return False
+            raise GradcheckError(
+                f"gradcheck: input {i} (shape {inputs[i].shape}), element {element}: analytic "
+                f"{value:.10g} vs numerical {numeric:.10g} (difference {abs(value - numeric):.3g}, "
+                f"allowed {allowed:.3g})")
     return True
 
 
