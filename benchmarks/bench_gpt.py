@@ -139,8 +139,20 @@ def _measure_memory_child(library: str, name: str, device: str, steps: int) -> N
         else:
             peak = backend.get_device(device).xp.get_default_memory_pool().total_bytes()
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        peak = _peak_rss()
     print(json.dumps({"peak_bytes": peak}))
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set size in bytes. VmHWM, unlike getrusage's ru_maxrss,
+    starts afresh at exec, so the parent's (torch-laden) high-water mark does not leak in."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def run_config(name: str, device: str, settings: Settings, memory: bool) -> dict[str, Any]:
