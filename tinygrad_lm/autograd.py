@@ -207,13 +207,16 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
         _accumulate(grads, _key(root), g)
     results: dict[int, Tensor] = {}
     with config.set_grad_enabled(create_graph):
-        for t in reversed(order):
+        while order:  # popping drops the list's reference: a used node's output can be freed
+            t = order.pop()
             key = _key(t)
             g = grads.pop(key, None)
             if g is None or (wanted is not None and key not in wanted):
                 continue
             for hook in t._hooks or ():
-                g = hook(g) or g
+                replaced = hook(g)  # `hook(g) or g` would ask a Tensor for its truth value
+                if replaced is not None:
+                    g = replaced
             if inputs is not None:
                 results[key] = g
             elif t._ctx is None:
