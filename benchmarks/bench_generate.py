@@ -1,0 +1,61 @@
+"""Generation speed with and without the key/value cache (tokens per second).
+
+The model is the ``small`` config (6 layers, 6 heads, 384 wide, block 256, vocab 65) with
+random weights, greedy decoding, batch 1, from a one-token prompt. Two lengths: 255 new
+tokens (the text stays inside the 256-token window, so the cache is never refilled) and 500
+(past the window the context slides every step, and the cache is refilled from the window,
+which keeps cached and uncached output identical).
+
+    python -m benchmarks.bench_generate [--new 255 500] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import tinygrad_lm as tl  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from tinygrad_lm.models import GPT, GPTConfig  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--new", type=int, nargs="+", default=[255, 500])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    tl.manual_seed(0)
+    model = GPT(GPTConfig(block_size=256, vocab_size=65, n_layer=6, n_head=6, n_embd=384))
+    model.to(args.device).eval()
+    prompt = tl.Tensor([[0]], device=args.device)
+    sync = harness.tinygrad_sync(args.device)
+    rows, results = [], []
+    for new in args.new:
+        speeds, outputs = {}, {}
+        for use_cache in (True, False):
+            sync()
+            start = time.perf_counter()
+            outputs[use_cache] = model.generate(prompt, new, temperature=0.0, use_cache=use_cache)
+            sync()
+            speeds[use_cache] = new / (time.perf_counter() - start)
+        same = bool((outputs[True].numpy() == outputs[False].numpy()).all())
+        results.append({"new_tokens": new, "cached_tok_s": speeds[True],
+                        "uncached_tok_s": speeds[False], "speedup": speeds[True] / speeds[False],
+                        "identical": same})
+        rows.append([new, f"{speeds[True]:.1f}", f"{speeds[False]:.1f}",
+                     f"{speeds[True] / speeds[False]:.1f}x", "yes" if same else "NO"])
+    print(harness.format_table(["new tokens", "cached tok/s", "uncached tok/s", "speed-up",
+                                "identical"], rows))
+    if args.json:
+        harness.write_json(args.json, {"benchmark": "generate", "environment": harness.environment(),
+                                       "rows": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
