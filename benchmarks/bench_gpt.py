@@ -66,15 +66,15 @@ def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
     return x, np.roll(x, -1, axis=1)
 
 
-class TinygradStep:
-    """One training step and one forward pass of tinygrad_lm's GPT."""
+class Step:
+    """One training step and one forward pass of a model; subclasses build the model, the
+    optimizer, the batch and ``no_grad`` for their library."""
 
-    def __init__(self, name: str, device: str) -> None:
-        tl.manual_seed(0)
-        self.model = GPT(model_config(name)).to(device)
-        self.optimizer = configure_optimizer(self.model, TrainConfig())
-        x, y = batch(name)
-        self.x, self.y = tl.Tensor(x, device=device), tl.Tensor(y, device=device)
+    model: Any
+    optimizer: Any
+    x: Any
+    y: Any
+    no_grad: Any
 
     def step(self) -> None:
         _, loss = self.model(self.x, self.y)
@@ -83,20 +83,31 @@ class TinygradStep:
         self.optimizer.step()
 
     def forward(self) -> None:
-        with tl.no_grad():
+        with self.no_grad():
             self.model(self.x, self.y)
 
 
-class TorchStep:
-    """The same in PyTorch eager (benchmarks/torch_gpt.py), same init scheme and optimizer."""
+class TinygradStep(Step):
+    """tinygrad_lm's GPT with the optimizer of `train`."""
+
+    def __init__(self, name: str, device: str) -> None:
+        tl.manual_seed(0)
+        self.model = GPT(model_config(name)).to(device)
+        self.optimizer = configure_optimizer(self.model, TrainConfig())
+        x, y = batch(name)
+        self.x, self.y = tl.Tensor(x, device=device), tl.Tensor(y, device=device)
+        self.no_grad = tl.no_grad
+
+
+class TorchStep(Step):
+    """The same model in PyTorch eager (benchmarks/torch_gpt.py) with the same AdamW groups
+    (PyTorch's default init: the values do not change the time)."""
 
     def __init__(self, name: str, device: str, torch: Any) -> None:
         from benchmarks.torch_gpt import TorchGPT
 
         torch.manual_seed(0)
-        cfg = model_config(name)
-        self.torch = torch
-        self.model = TorchGPT(vars(cfg)).to(device)
+        self.model = TorchGPT(vars(model_config(name))).to(device)
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         other = [p for p in self.model.parameters() if p.ndim < 2]
         t = TrainConfig()
@@ -105,16 +116,7 @@ class TorchStep:
                                            lr=t.lr, betas=(t.beta1, t.beta2))
         x, y = batch(name)
         self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-
-    def step(self) -> None:
-        _, loss = self.model(self.x, self.y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-
-    def forward(self) -> None:
-        with self.torch.no_grad():
-            self.model(self.x, self.y)
+        self.no_grad = torch.no_grad
 
 
 def peak_memory(library: str, name: str, device: str, steps: int = 3) -> float | None:
@@ -130,7 +132,7 @@ def peak_memory(library: str, name: str, device: str, steps: int = 3) -> float |
 
 def _measure_memory_child(library: str, name: str, device: str, steps: int) -> None:
     torch = harness.import_torch() if library == "torch" else None
-    runner: Any = TorchStep(name, device, torch) if torch else TinygradStep(name, device)
+    runner: Step = TorchStep(name, device, torch) if torch else TinygradStep(name, device)
     for _ in range(steps):
         runner.step()
     if device.startswith("cuda"):
