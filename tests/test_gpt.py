@@ -140,3 +140,26 @@ def test_top_k_one_equals_greedy():
     greedy = model.generate(prompt, 10, temperature=0.0).numpy()
     top1 = model.generate(prompt, 10, temperature=1.0, top_k=1).numpy()
     np.testing.assert_array_equal(greedy, top1)
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
+    tl.manual_seed(0)
+    model = GPT(tiny_config())
+    idx = np.random.default_rng(4).integers(0, 13, (2, 8))
+    before, _ = model(idx)
+    tl.save({"model": model.state_dict()}, tmp_path / "ckpt.tlm")
+    tl.manual_seed(1)
+    restored = GPT(tiny_config())
+    restored.load_state_dict(tl.load(tmp_path / "ckpt.tlm")["model"])
+    after, _ = restored(idx)
+    np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+
+def test_nanogpt_style_state_dict_loads_with_tied_keys_agreeing():
+    """nanoGPT's state_dict lists the tied matrix twice (wte and lm_head); both load."""
+    model = GPT(tiny_config())
+    state = model.state_dict()
+    assert np.array_equal(state["transformer.wte.weight"], state["lm_head.weight"])
+    state = {k: v + 1 for k, v in state.items()}
+    model.load_state_dict(state)
+    np.testing.assert_array_equal(model.lm_head.weight.numpy(), state["lm_head.weight"])
