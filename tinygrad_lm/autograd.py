@@ -40,15 +40,17 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> "Tensor":
         """Run ``forward`` on the arrays behind ``args`` and record the node if needed."""
         ctx = cls()
-        arrays, tensor_arrays = [], []
-        requires_grad = False
+        arrays, tensor_arrays, needs = [], [], []
         for arg in args:
             if isinstance(arg, Tensor):
                 arrays.append(arg.data)
                 tensor_arrays.append(arg.data)
-                requires_grad = requires_grad or arg._requires_grad
+                needs.append(arg._requires_grad and config._grad_enabled)
             else:
                 arrays.append(arg)
+                needs.append(False)
+        ctx.needs_input_grad = tuple(needs)  # readable in forward too, as in PyTorch
+        requires_grad = any(needs)
         if len(tensor_arrays) > 1 and not backend.same_device(tensor_arrays):
             devices = ", ".join(a.device for a in args if isinstance(a, Tensor))
             raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {devices}")
@@ -57,11 +59,10 @@ class Function:
         except (ValueError, TypeError, IndexError) as exc:
             shapes = ", ".join(f"{a.shape} {a.dtype}" for a in args if isinstance(a, Tensor))
             raise type(exc)(f"{cls.__name__}: {exc} (inputs: {shapes})") from None
-        if not (requires_grad and config._grad_enabled):
+        if not requires_grad:
             return Tensor._make(out)
         ctx.parents = args
         ctx.kwargs = kwargs
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         return Tensor._make(out, True, ctx)
 
     @staticmethod

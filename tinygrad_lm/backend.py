@@ -113,7 +113,7 @@ def get_device(spec: "str | Device | None" = None) -> Device:
 
 def device_of(array: Any) -> Device:
     """The Device that holds ``array``."""
-    if type(array) is np.ndarray:
+    if type(array) is np.ndarray or isinstance(array, np.generic):  # NumPy ops on 0-d give scalars
         return CPU
     return get_device(f"cuda:{array.device.id}")
 
@@ -172,6 +172,8 @@ def _add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
 def erf(x: Any) -> Any:
     """The error function, elementwise, accurate to the precision of ``x``'s dtype."""
     xp = device_of(x).xp
+    if x.ndim == 0:  # the NumPy paths compute in place, which a 0-d result (a scalar) cannot
+        return erf(xp.asarray(x).reshape(1)).reshape(())
     if xp is not np:
         import cupyx.scipy.special
 

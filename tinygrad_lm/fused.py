@@ -174,7 +174,7 @@ class Gelu(Function):
         if ctx.kwargs["approximate"] == "tanh":
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
-        grad = x * x  # then, in place: x * pdf(x) + cdf(x)
+        grad = xp.multiply(x, x, out=xp.empty_like(x))  # then, in place: x pdf(x) + cdf(x)
         grad *= -0.5
         xp.exp(grad, out=grad)
         grad *= x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))

@@ -103,7 +103,7 @@ class Maximum(Op):
 
     @staticmethod
     def forward(ctx, a, b):
-        share_a = (a > b).astype(a.dtype)
+        share_a = _xp(a).asarray(a > b, dtype=a.dtype)  # an array even for 0-d inputs
         share_a[a == b] = 0.5
         ctx.save_for_backward(share_a)
         return _xp(a).maximum(a, b)

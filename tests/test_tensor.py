@@ -1,0 +1,139 @@
+"""Tensor construction, dtype rules, attributes, conversions, and clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_lm as tl
+from tinygrad_lm import Tensor
+
+
+@pytest.mark.parametrize("data, dtype", [
+    (1.5, np.float32), ([1.0, 2.0], np.float32), ([[1, 2]], np.int64), (3, np.int64),
+    (True, np.bool_), ([True, False], np.bool_),
+    (np.zeros(2, np.float64), np.float64), (np.zeros(2, np.float16), np.float16),
+    (np.zeros(2, np.int32), np.int32), (np.float64(2.0), np.float64),
+])
+def test_dtype_of_new_tensors(data: object, dtype: type, device: str) -> None:
+    assert Tensor(data, device=device).dtype == np.dtype(dtype)
+
+
+def test_explicit_dtype_wins(device: str) -> None:
+    assert Tensor([1, 2], dtype=np.float64, device=device).dtype == np.float64
+    assert Tensor(1.0, dtype="float16", device=device).dtype == np.float16
+
+
+@pytest.mark.parametrize("name", ["zeros", "ones", "randn", "rand"])
+def test_factories_take_varargs_or_a_tuple(name: str, device: str) -> None:
+    factory = getattr(tl, name)
+    for t in (factory(2, 3, device=device), factory((2, 3), device=device)):
+        assert t.shape == (2, 3) and t.dtype == np.float32 and t.device == device
+    t = factory(2, dtype=np.float64, requires_grad=True, device=device)
+    assert t.dtype == np.float64 and t.requires_grad and t.is_leaf
+
+
+def test_factory_values(device: str) -> None:
+    assert tl.zeros(2, device=device).tolist() == [0.0, 0.0]
+    assert tl.ones(1, 2, device=device).tolist() == [[1.0, 1.0]]
+    full = tl.full((2,), 7.5, device=device)
+    assert full.tolist() == [7.5, 7.5] and full.dtype == np.float32
+    assert tl.full((1,), 3).dtype == np.int64
+    assert tl.arange(4, device=device).tolist() == [0, 1, 2, 3]
+    assert tl.arange(4).dtype == np.int64 and tl.arange(0.0, 1.0, 0.5).dtype == np.float32
+    assert tl.arange(1, 7, 2).tolist() == [1, 3, 5]
+    x = Tensor(np.ones((2, 2), np.float64), device=device)
+    assert tl.zeros_like(x).dtype == np.float64 and tl.ones_like(x).tolist() == [[1, 1], [1, 1]]
+    u = tl.rand(1000, device=device).numpy()
+    assert u.min() >= 0 and u.max() < 1
+    assert Tensor.zeros(3).shape == (3,) and Tensor.ones_like(x).shape == (2, 2)
+
+
+def test_attributes(device: str) -> None:
+    x = Tensor(np.arange(6.0).reshape(2, 3), device=device, requires_grad=True)
+    assert x.shape == (2, 3) and isinstance(x.shape, tuple)
+    assert x.ndim == 2 and x.size == 6 and x.device == device and x.dtype == np.float64
+    assert x.requires_grad and x.is_leaf and x.grad is None and x.grad_fn is None
+    assert x.T.shape == (3, 2) and len(x) == 2
+    assert type(x.data).__name__ == "ndarray"
+
+
+def test_conversions(device: str) -> None:
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], device=device)
+    host = x.numpy()
+    assert isinstance(host, np.ndarray) and host.dtype == np.float32
+    host[0, 0] = 99.0  # a copy: the tensor does not change
+    assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert Tensor([2.5]).item() == 2.5 and isinstance(Tensor([2.5]).item(), float)
+    with pytest.raises(ValueError, match="one-element"):
+        x.item()
+    assert x.to("cpu").device == "cpu" and x.cpu().device == "cpu"
+    assert x.astype(np.int64).dtype == np.int64 and x.astype(np.int64).tolist() == [[1, 2], [3, 4]]
+    assert not x.astype(np.int64).requires_grad
+    with pytest.raises(TypeError):
+        len(Tensor(1.0))
+
+
+def test_astype_is_differentiable_between_floats() -> None:
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x.astype(np.float32)
+    assert y.dtype == np.float32 and y.requires_grad
+    (y * 3).sum().backward()
+    assert x.grad.dtype == np.float64 and x.grad.tolist() == [3.0, 3.0]
+
+
+def test_float32_with_python_float_stays_float32() -> None:
+    x = Tensor([1.0, 2.0])
+    for y in (x + 1.5, 2.5 * x, x / 3.0, 1.0 - x, x ** 2.0, 2.0 ** x, x.maximum(0.5), x * 2):
+        assert y.dtype == np.float32
+    assert (Tensor([1, 2]) * 1.5).dtype == np.float32
+    assert (Tensor([1, 2]) + 1).dtype == np.int64
+    assert (Tensor([1, 2]) / 2).dtype == np.float32
+
+
+def test_matmul_shape_error_names_both_shapes() -> None:
+    with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 5\)"):
+        tl.ones(2, 3) @ tl.ones(4, 5)
+
+
+def test_non_broadcasting_add_names_the_op_and_shapes() -> None:
+    with pytest.raises(ValueError) as info:
+        tl.ones(2, 3) + tl.ones(4)
+    assert "Add" in str(info.value) and "(2, 3)" in str(info.value) and "(4,)" in str(info.value)
+
+
+def test_backward_of_a_non_scalar_without_gradient_raises() -> None:
+    y = tl.ones(2, 2, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match=r"\(2, 2\)"):
+        y.backward()
+
+
+def test_integer_tensors_cannot_require_grad() -> None:
+    with pytest.raises(RuntimeError, match="int64"):
+        Tensor([1, 2], requires_grad=True)
+
+
+def test_bad_data_raises_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="Tensor"):
+        Tensor(["a", "b"])
+
+
+def test_manual_seed_makes_every_random_source_reproducible(device: str) -> None:
+    tl.manual_seed(123)
+    a = (tl.randn(3, 4, device=device).numpy(), tl.rand(5, device=device).numpy())
+    tl.manual_seed(123)
+    b = (tl.randn(3, 4, device=device).numpy(), tl.rand(5, device=device).numpy())
+    tl.manual_seed(124)
+    c = tl.randn(3, 4, device=device).numpy()
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c)
+
+
+def test_ndarray_on_the_left_defers_to_tensor() -> None:
+    y = np.ones(2, np.float32) + Tensor([1.0, 2.0])
+    assert isinstance(y, Tensor) and y.tolist() == [2.0, 3.0]
+
+
+def test_comparison_keeps_identity_hash() -> None:
+    x = Tensor([1.0])
+    assert {x: 1}[x] == 1 and x in {x}
