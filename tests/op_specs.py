@@ -147,6 +147,13 @@ def index_case(draw: Any) -> Case:
     return Case((draw(arrays(INDEX_SHAPE)),), {"index": index})
 
 
+@st.composite
+def list_index_case(draw: Any) -> Case:
+    """A Python list of ints (repeats, negatives) as the index of the first axis."""
+    index = draw(st.lists(st.integers(-3, 2), min_size=1, max_size=4))
+    return Case((draw(arrays(INDEX_SHAPE)),), {"index": index})
+
+
 def _index_for(index: Any, convert: Callable[[np.ndarray], Any]) -> Any:
     if isinstance(index, tuple):
         return tuple(convert(i) if isinstance(i, np.ndarray) else i for i in index)
@@ -319,6 +326,13 @@ OPS: list[OpSpec] = [
            unary("distinct")),
     OpSpec("clip_hi", lambda x: x.clip(None, 0.3), lambda x: np.clip(x, None, 0.3), None,
            unary("distinct")),
+    OpSpec("clip_lo", lambda x: x.clip(-0.2), lambda x: np.clip(x, -0.2, None), None,
+           unary("distinct")),
+    # "distinct" values sit 0.025 off every multiple of 0.05, so never on these scalars
+    OpSpec("maximum_scalar", lambda x: x.maximum(0.3), lambda x: np.maximum(x, 0.3),
+           lambda x: x.clamp(min=0.3), unary("distinct")),
+    OpSpec("minimum_scalar", lambda x: x.minimum(-0.3), lambda x: np.minimum(x, -0.3),
+           lambda x: x.clamp(max=-0.3), unary("distinct")),
     # --- reductions
     _reduce_row("sum"),
     _reduce_row("mean"),
@@ -372,6 +386,8 @@ OPS: list[OpSpec] = [
            lambda x, arg, axis: list(x.chunk(arg, axis)), split_case(chunks=True)),
     # --- indexing, selection
     OpSpec("getitem", _tl_index, lambda x, index: x[index], _t_index, index_case()),
+    OpSpec("getitem_list", lambda x, index: x[index], lambda x, index: x[index], None,
+           list_index_case()),
     OpSpec("where", lambda a, b, cond: tl.where(tl.Tensor(cond, device=a.device), a, b),
            lambda a, b, cond: np.where(cond, a, b),
            lambda a, b, cond: _torch().where(_torch().as_tensor(cond), a, b), where_case()),
@@ -389,3 +405,49 @@ OPS: list[OpSpec] = [
 
 BY_NAME = {spec.name: spec for spec in OPS}
 assert len(BY_NAME) == len(OPS), "op names in the table must be unique"
+
+
+# ------------------------------------------------------------------------ kinks and ties
+# Where an op is not differentiable the table's strategies never go; these rows pin down
+# the gradient chosen there, PyTorch's (the expected values were read off PyTorch 2.x):
+# relu'(0) = 0, |x|'(0) = 0, clip passes the gradient at its bounds, and max, min, maximum
+# and minimum split it evenly among ties.
+
+KINK_INPUT = np.array([-0.5, 0.0, 0.5, 0.5, -1.0])
+_FLIP = np.array([4, 3, 2, 1, 0])
+
+
+@dataclass(frozen=True)
+class Kink:
+    """An op at its kinks: the gradient of ``sum(tl(x))`` at ``KINK_INPUT`` is ``grad``."""
+
+    name: str
+    tl: Callable[[Any], Any]
+    torch: Callable[[Any], Any]
+    grad: tuple[float, ...]
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+KINKS = [
+    Kink("relu", lambda x: x.relu(), lambda x: x.relu(), (0, 0, 1, 1, 0)),
+    Kink("abs", lambda x: x.abs(), lambda x: x.abs(), (-1, 0, 1, 1, -1)),
+    Kink("clip", lambda x: x.clip(-0.5, 0.5), lambda x: x.clip(-0.5, 0.5), (1, 1, 1, 1, 0)),
+    Kink("clip_lo", lambda x: x.clip(0.0), lambda x: x.clip(0.0), (0, 1, 1, 1, 0)),
+    Kink("maximum_scalar", lambda x: x.maximum(0.0),
+         lambda x: _torch().maximum(x, _torch().zeros_like(x)), (0, 0.5, 1, 1, 0)),
+    Kink("minimum_scalar", lambda x: x.minimum(0.0),
+         lambda x: _torch().minimum(x, _torch().zeros_like(x)), (1, 0.5, 0, 0, 1)),
+    Kink("maximum_ties", lambda x: x.maximum(x[tl.Tensor(_FLIP, device=x.device)]),
+         lambda x: _torch().maximum(x, x.flip(0)), (2, 0, 1, 2, 0)),
+    Kink("max", lambda x: x.max(), lambda x: x.amax(), (0, 0, 0.5, 0.5, 0)),
+    Kink("min", lambda x: x.min(), lambda x: x.amin(), (0, 0, 0, 0, 1)),
+    Kink("max_axis", lambda x: x.reshape(1, 5).max(axis=1),
+         lambda x: x.reshape(1, 5).amax(1), (0, 0, 0.5, 0.5, 0)),
+    Kink("min_keepdims", lambda x: x.reshape(5, 1).min(axis=(0, 1), keepdims=True),
+         lambda x: x.reshape(5, 1).amin((0, 1), keepdim=True), (0, 0, 0, 0, 1)),
+]
+
+# logsumexp at infinities, where shifting by the max would give inf - inf: PyTorch's values
+INFINITE_ROWS = [[-math.inf, -math.inf], [math.inf, 1.0], [-math.inf, 0.0], [math.inf, math.inf]]

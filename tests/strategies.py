@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 Shape = tuple[int, ...]
 
+
 def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1,
            max_side: int = 4) -> st.SearchStrategy[Shape]:
     """Shapes with 0-3 dimensions of size 1-4 (tiny: gradcheck costs 2 forwards per element)."""

@@ -3,6 +3,7 @@ higher-order gradients, user Functions and the gradient checker itself."""
 from __future__ import annotations
 
 import gc
+import re
 import weakref
 from typing import Any
 
@@ -13,7 +14,8 @@ import tinygrad_lm as tl
 from tinygrad_lm import Tensor
 
 
-def leaf(values: Any, device: str = "cpu") -> Tensor:
+def leaf(values: Any, device: str | None = None) -> Tensor:
+    """A float64 leaf that requires grad, on ``device`` or the default device."""
     return Tensor(np.asarray(values, dtype=np.float64), device=device, requires_grad=True)
 
 
@@ -57,17 +59,18 @@ def test_backward_through_a_100000_op_chain_has_no_recursion_error() -> None:
     assert x.grad.item() == 1.0
 
 
-def test_the_graph_is_freed_after_backward() -> None:
+@pytest.mark.parametrize("retain_graph", [False, True])
+def test_backward_frees_the_graph_unless_retained(retain_graph: bool) -> None:
     x = leaf([1.0, 2.0])
     hidden = x.tanh()
     ref = weakref.ref(hidden)
     loss = (hidden * 2).sum()
     del hidden
-    loss.backward()
-    del loss
+    loss.backward(retain_graph=retain_graph)
     gc.collect()
-    assert ref() is None
-    assert x.grad is not None
+    # `loss` is still alive: only backward dropping the graph behind it can free `hidden`
+    assert (ref() is not None) == retain_graph
+    assert loss.grad_fn is not None and x.grad is not None
 
 
 def test_retain_grad_keeps_the_gradient_of_a_non_leaf() -> None:
@@ -114,7 +117,14 @@ def test_no_grad_as_context_manager_and_decorator() -> None:
         assert not tl.is_grad_enabled()
         return t * 2
 
+    @tl.enable_grad()
+    def train_step(t: Tensor) -> Tensor:
+        assert tl.is_grad_enabled()
+        return t * 2
+
     assert not infer(x).requires_grad and tl.is_grad_enabled()
+    with tl.no_grad():
+        assert train_step(x).requires_grad and not tl.is_grad_enabled()
 
 
 def test_no_grad_restores_the_mode_after_an_exception() -> None:
@@ -205,19 +215,22 @@ class WrongCube(Cube):
         return 2 * x * x * dout
 
 
-class Scale(tl.Function):
-    """y = x * k for an integer tensor k, which gets no gradient."""
+class Gather(tl.Function):
+    """y = x[idx] for an integer index tensor, which can have no gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: Any, k: Any) -> Any:
-        ctx.save_for_backward(k)
-        return x * k
+    def forward(ctx: Any, x: Any, idx: Any) -> Any:
+        assert ctx.needs_input_grad == (True, False)
+        ctx.save_for_backward(idx)
+        return x[idx]
 
     @staticmethod
     def backward(ctx: Any, dout: Any) -> Any:
-        (k,) = ctx.saved_tensors
+        (idx,) = ctx.saved_tensors
         assert ctx.needs_input_grad == (True, False)
-        return dout * k, None
+        dx = np.zeros(ctx.parents[0].shape)
+        np.add.at(dx, idx, dout)
+        return dx, np.full(7, 99.0)  # a bogus, mis-shaped index gradient: it must be ignored
 
 
 def test_user_function_passes_gradcheck() -> None:
@@ -235,11 +248,22 @@ def test_second_derivative_through_user_function_raises_clearly() -> None:
 
 
 def test_needs_input_grad_is_false_for_an_integer_input() -> None:
-    x = leaf([1.0, 2.0])
-    k = Tensor(np.array([3, 4]))
-    assert k.dtype == np.int64
-    Scale.apply(x, k).sum().backward()
-    assert x.grad.tolist() == [3.0, 4.0] and k.grad is None
+    x = leaf([1.0, 2.0, 3.0], device="cpu")  # the backward above is written with NumPy
+    idx = Tensor(np.array([2, 0, 2]), device="cpu")
+    assert idx.dtype == np.int64
+    Gather.apply(x, idx).sum().backward()
+    assert x.grad.tolist() == [1.0, 0.0, 2.0] and idx.grad is None
+
+
+def test_a_builtin_op_never_differentiates_its_index_or_condition() -> None:
+    x = leaf([1.0, 2.0, 3.0])
+    y = x[Tensor([2, 2, 0])]
+    assert y.grad_fn.needs_input_grad == (True,)  # the index is a parameter, not an input
+    cond = Tensor([True, False, True])
+    z = tl.where(cond, x, 0.0)
+    assert z.grad_fn.needs_input_grad[0] is False
+    (y.sum() + z.sum()).backward()
+    assert x.grad.tolist() == [2.0, 0.0, 3.0] and cond.grad is None
 
 
 def test_gradcheck_names_input_element_values_and_difference() -> None:
@@ -247,8 +271,15 @@ def test_gradcheck_names_input_element_values_and_difference() -> None:
     with pytest.raises(tl.GradcheckError) as info:
         tl.gradcheck(lambda a, x: (a * WrongCube.apply(x)), (a, x))
     message = str(info.value)
-    assert "input 1" in message and "(0, 0)" in message
-    assert "analytic" in message and "numerical" in message and "difference" in message
+    assert "input 1" in message and "(0, 0)" in message  # input 0 is right; (0, 0) fails first
+    number = r"(-?[\d.]+(?:e[-+]?\d+)?)"
+    found = [re.search(word + r"\D*?" + number, message) for word in
+             ("analytic", "numerical", "difference")]
+    assert all(found), message
+    analytic, numerical, difference = (float(m.group(1)) for m in found)
+    # WrongCube's backward is 2x^2 where 3x^2 is right: the two values differ by that factor
+    assert analytic == pytest.approx(2 / 3 * numerical, rel=1e-6)
+    assert difference == pytest.approx(abs(analytic - numerical), rel=1e-2)
     assert tl.gradcheck(lambda a, x: (a * WrongCube.apply(x)), (a, x),
                         raise_exception=False) is False
 

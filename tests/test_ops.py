@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_lm as tl
-from op_specs import OPS, Case, OpSpec
-from strategies import arrays, broadcast_pairs
+from op_specs import INFINITE_ROWS, KINK_INPUT, KINKS, OPS, Case, Kink, OpSpec
+from strategies import arrays, broadcast_pairs, shapes
+
 
 def as_list(out: Any) -> list[Any]:
     return list(out) if isinstance(out, (list, tuple)) else [out]
@@ -97,8 +98,6 @@ def test_comparisons_give_bool_without_grad(pair: Any, reverse: bool, device: st
 
 @given(data=st.data())
 def test_argmax_argmin_match_numpy_and_have_no_grad(device: str, data: st.DataObject) -> None:
-    from strategies import shapes
-
     shape = data.draw(shapes(min_dims=1))
     x_np = data.draw(arrays(shape, "distinct"))
     axis = data.draw(st.none() | st.integers(-len(shape), len(shape) - 1))
@@ -124,3 +123,20 @@ def test_max_min_and_maximum_split_the_gradient_evenly_among_ties(device: str) -
     b = tl.Tensor(np.array([1.0, 3.0]), device=device, requires_grad=True)
     a.maximum(b).sum().backward()
     assert a.grad.tolist() == [0.5, 0.0] and b.grad.tolist() == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("kink", KINKS, ids=repr)
+def test_gradient_at_kinks_and_ties(kink: Kink, device: str) -> None:
+    x = tl.Tensor(KINK_INPUT.copy(), device=device, requires_grad=True)
+    kink.tl(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), kink.grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_logsumexp_at_infinities(dtype: Any, device: str) -> None:
+    rows = np.array(INFINITE_ROWS, dtype=dtype)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the right answer for a -inf row
+        expected = np.log(np.exp(rows).sum(axis=1))
+        out = tl.Tensor(rows, device=device).logsumexp(axis=1)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.numpy(), expected)

@@ -83,11 +83,48 @@ def test_astype_is_differentiable_between_floats() -> None:
 
 def test_float32_with_python_float_stays_float32() -> None:
     x = Tensor([1.0, 2.0])
-    for y in (x + 1.5, 2.5 * x, x / 3.0, 1.0 - x, x ** 2.0, 2.0 ** x, x.maximum(0.5), x * 2):
+    for y in (x + 1.5, 2.5 * x, x / 3.0, 1.0 - x, x ** 2.0, 2.0 ** x, x.maximum(0.5), x * 2,
+              x.minimum(0.5), x.masked_fill(Tensor([True, False]), 2.5), tl.where(x > 1, x, 0.5)):
         assert y.dtype == np.float32
     assert (Tensor([1, 2]) * 1.5).dtype == np.float32
     assert (Tensor([1, 2]) + 1).dtype == np.int64
     assert (Tensor([1, 2]) / 2).dtype == np.float32
+    assert (Tensor([True]) + 1).dtype == np.int64 and (Tensor([True]) * 0.5).dtype == np.float32
+
+
+FLOAT64_SCALAR = np.sqrt(np.float64(2.0))  # what `x * np.sqrt(2.0)` multiplies by
+
+
+@pytest.mark.parametrize("other, expected", [
+    (FLOAT64_SCALAR, np.float32),  # a NumPy float64 scalar acts like a Python float
+    (np.float32(2.0), np.float32),
+    (np.array(2.0), np.float32),  # (arrays become tensors) a 0-d one of the same kind
+    (np.ones(2, np.float64), np.float64),  # does not widen; one with dims does
+    (np.array(2), np.float32),
+    (np.ones(2, np.int64), np.float32),
+    (np.int64(3), np.float32),
+], ids=["np.float64", "np.float32", "0-d float64", "1-d float64", "0-d int64", "1-d int64",
+        "np.int64"])
+def test_dtype_promotion_never_silently_widens_float32(other: object, expected: type) -> None:
+    if isinstance(other, np.ndarray):
+        other = Tensor(other)
+    for x in (Tensor([1.0, 2.0]), Tensor(1.0)):  # with dims and 0-d
+        if x.ndim == 0 and isinstance(other, Tensor) and other.dtype == np.float64:
+            continue  # 0-d float32 with a float64 tensor is float64, as two 1-d tensors are
+        for y in (x + other, other * x, x / other, x - other, x.maximum(other)):
+            assert y.dtype == expected, (x.shape, other)
+
+
+def test_promotion_of_integer_tensors_and_explicit_casts() -> None:
+    i32 = Tensor(np.array([1, 2], np.int32))
+    assert (i32 + Tensor(np.int64(1))).dtype == np.int32  # 0-d of the same kind
+    assert (i32 + Tensor(np.array([1, 2]))).dtype == np.int64
+    assert (i32 + np.float64(0.5)).dtype == np.float32
+    x = Tensor([1.0, 2.0])
+    assert (x.astype(np.float64) * x).dtype == np.float64  # asked for, so float64 it is
+    g = Tensor(np.float64(3.0), requires_grad=True)
+    (x * g).sum().backward()  # g is cast to float32 for the product; its gradient is not
+    assert g.grad.dtype == np.float64 and g.grad.item() == 3.0
 
 
 def test_matmul_shape_error_names_both_shapes() -> None:
@@ -95,10 +132,35 @@ def test_matmul_shape_error_names_both_shapes() -> None:
         tl.ones(2, 3) @ tl.ones(4, 5)
 
 
-def test_non_broadcasting_add_names_the_op_and_shapes() -> None:
+@pytest.mark.parametrize("name, fn", [
+    ("Add", lambda a, b: a + b), ("Mul", lambda a, b: a * b), ("Div", lambda a, b: a / b),
+    ("Maximum", lambda a, b: a.maximum(b)), ("lt", lambda a, b: a < b),
+    ("eq", lambda a, b: a == b), ("Where", lambda a, b: tl.where(a > 0, a, b)),
+])
+def test_non_broadcasting_shapes_name_the_op_and_shapes(name: str, fn: object) -> None:
     with pytest.raises(ValueError) as info:
-        tl.ones(2, 3) + tl.ones(4)
-    assert "Add" in str(info.value) and "(2, 3)" in str(info.value) and "(4,)" in str(info.value)
+        fn(tl.ones(2, 3), tl.ones(4))  # type: ignore[operator]
+    message = str(info.value)
+    assert name in message and "(2, 3)" in message and "(4,)" in message, message
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: x.squeeze(3), lambda x: x.unsqueeze(4), lambda x: x.unsqueeze(-5),
+    lambda x: x.permute(0, 1, 5), lambda x: x.flatten(0, 3), lambda x: x.mean(axis=-4),
+    lambda x: x.sum(axis=3), lambda x: x.max(axis=(0, 3)), lambda x: x.var(axis=3),
+    lambda x: x.softmax(axis=3), lambda x: x.transpose(0, 3),
+], ids=["squeeze", "unsqueeze", "unsqueeze_negative", "permute", "flatten", "mean", "sum",
+        "max", "var", "softmax", "transpose"])
+def test_an_axis_out_of_range_is_an_error_not_a_wrap(fn: object) -> None:
+    with pytest.raises(IndexError, match="axis"):  # NumPy's AxisError is an IndexError too
+        fn(tl.ones(2, 1, 3))  # type: ignore[operator]
+
+
+def test_negative_axes_count_from_the_end() -> None:
+    x = tl.ones(2, 1, 3)
+    assert x.squeeze(-2).shape == (2, 3) and x.unsqueeze(-1).shape == (2, 1, 3, 1)
+    assert x.permute(-1, 0, 1).shape == (3, 2, 1) and x.flatten(-2, -1).shape == (2, 3)
+    assert Tensor(2.0).sum(axis=0).shape == () and Tensor(2.0).unsqueeze(-1).shape == (1,)
 
 
 def test_backward_of_a_non_scalar_without_gradient_raises() -> None:
@@ -110,6 +172,23 @@ def test_backward_of_a_non_scalar_without_gradient_raises() -> None:
 def test_integer_tensors_cannot_require_grad() -> None:
     with pytest.raises(RuntimeError, match="int64"):
         Tensor([1, 2], requires_grad=True)
+    with pytest.raises(RuntimeError, match="bool"):
+        Tensor([True]).requires_grad_()
+    with pytest.raises(RuntimeError, match="int64"):
+        tl.arange(3, requires_grad=True)
+
+
+def test_mixing_devices_names_the_op_and_both_devices(device: str) -> None:
+    if device == "cpu":
+        pytest.skip("needs a second device")
+    with pytest.raises(RuntimeError) as info:
+        tl.ones(2, device=device) + tl.ones(2, device="cpu")
+    message = str(info.value)
+    assert "Add" in message and device in message and "cpu" in message
+    with pytest.raises(RuntimeError, match="cpu"):
+        tl.cat([tl.ones(2, device=device), tl.ones(2, device="cpu")])
+    with pytest.raises(RuntimeError, match="cpu"):
+        tl.ones(2, device=device) < tl.ones(2, device="cpu")
 
 
 def test_bad_data_raises_a_clear_error() -> None:

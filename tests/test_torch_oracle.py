@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_lm as tl
-from op_specs import OPS, OpSpec
+from op_specs import INFINITE_ROWS, KINK_INPUT, KINKS, OPS, Kink, OpSpec
 
 torch = pytest.importorskip("torch")
 
@@ -53,3 +53,44 @@ def test_forward_and_backward_match_pytorch(spec: OpSpec, dtype: Any, device: st
         got = np.zeros(x.shape, dtype) if x.grad is None else x.grad.numpy()
         assert got.dtype == expected.dtype, f"{spec.name}: input {i} grad dtype"
         np.testing.assert_allclose(got, expected, **tol, err_msg=f"{spec.name}: grad of input {i}")
+
+
+@pytest.mark.parametrize("kink", KINKS, ids=repr)
+def test_gradient_at_kinks_and_ties_matches_pytorch(kink: Kink, device: str) -> None:
+    x = tl.Tensor(KINK_INPUT.copy(), device=device, requires_grad=True)
+    kink.tl(x).sum().backward()
+    t = torch.tensor(KINK_INPUT, requires_grad=True)
+    kink.torch(t).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_logsumexp_at_infinities_matches_pytorch(dtype: Any, device: str) -> None:
+    rows = np.array(INFINITE_ROWS, dtype=dtype)
+    with np.errstate(divide="ignore"):
+        out = tl.Tensor(rows, device=device).logsumexp(axis=1)
+    np.testing.assert_array_equal(out.numpy(), torch.tensor(rows).logsumexp(1).numpy())
+
+
+# One operand of each kind that meets a tensor in arithmetic; the result dtypes are PyTorch's
+OPERANDS = {
+    "f32": np.ones(2, np.float32), "f64": np.ones(2, np.float64), "f16": np.ones(2, np.float16),
+    "f32_0d": np.full((), 1.5, np.float32), "f64_0d": np.full((), 2.5, np.float64),
+    "i64": np.ones(2, np.int64), "i32": np.ones(2, np.int32), "i64_0d": np.full((), 3, np.int64),
+    "bool": np.ones(2, np.bool_), "bool_0d": np.ones((), np.bool_),
+}
+SCALARS = {"float": 1.5, "int": 2, "bool": True, "np.float64": np.float64(1.5),
+           "np.float32": np.float32(1.5), "np.int64": np.int64(2)}
+
+
+@pytest.mark.parametrize("left", OPERANDS)
+def test_result_dtypes_match_pytorch(left: str) -> None:
+    ours = tl.Tensor(OPERANDS[left])
+    theirs = torch.tensor(OPERANDS[left])
+    pairs = [(tl.Tensor(v), torch.tensor(v), name) for name, v in OPERANDS.items()]
+    pairs += [(v, v, name) for name, v in SCALARS.items()]
+    for ours_b, theirs_b, name in pairs:
+        for op, fn in [("+", lambda a, b: a + b), ("*", lambda a, b: b * a),
+                       ("/", lambda a, b: a / b), ("/", lambda a, b: b / a)]:
+            expected = str(fn(theirs, theirs_b).dtype).removeprefix("torch.")
+            assert str(fn(ours, ours_b).dtype) == expected, f"{left} {op} {name}"

@@ -320,6 +320,10 @@ def _axes(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(len(shape)))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    bound = max(len(shape), 1)  # a 0-d tensor takes axis 0 or -1, as in PyTorch
+    for a in axes:
+        if not -bound <= a < bound:  # never wrap silently onto another axis
+            raise IndexError(f"axis {a} is out of range for shape {shape}")
     return tuple(a % len(shape) if len(shape) else a for a in axes)
 
 

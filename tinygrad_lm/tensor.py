@@ -301,10 +301,11 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
 
     def _operand(self, other: Any) -> "Tensor":
-        """``other`` as a Tensor on this tensor's device; Python scalars take this dtype."""
+        """``other`` as a Tensor on this tensor's device; Python scalars take this dtype (so
+        does ``np.float64``, a float subclass, as in PyTorch)."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (bool, int, float)) and not isinstance(other, np.generic):
+        if isinstance(other, (bool, int, float)):
             kind = self.dtype.kind
             if isinstance(other, bool):
                 dtype = self.dtype
@@ -321,7 +322,7 @@ class Tensor:
         if reverse:
             a, b = b, a
         if a.dtype != b.dtype:
-            dtype = _promote(a.dtype, b.dtype)
+            dtype = _result_dtype(a, b)
             a, b = a.astype(dtype), b.astype(dtype)
         return op.apply(a, b)
 
@@ -344,14 +345,14 @@ class Tensor:
         return self._binary(ops.Mul, other, reverse=True)
 
     def __truediv__(self, other: Any) -> "Tensor":
-        if self.dtype.kind not in "fc" and not isinstance(other, float):
-            return self.astype(config.DEFAULT_FLOAT)._binary(ops.Div, other)
-        return self._binary(ops.Div, other)
+        b = self._operand(other)
+        if self.dtype.kind not in "fc" and b.dtype.kind not in "fc":  # int / int is a float
+            real = config.DEFAULT_FLOAT
+            return self.astype(real)._binary(ops.Div, b.astype(real))
+        return self._binary(ops.Div, b)
 
     def __rtruediv__(self, other: Any) -> "Tensor":
-        if self.dtype.kind not in "fc":
-            return self.astype(config.DEFAULT_FLOAT)._binary(ops.Div, other, reverse=True)
-        return self._binary(ops.Div, other, reverse=True)
+        return self._operand(other) / self
 
     def __pow__(self, other: Any) -> "Tensor":
         return self._binary(ops.Pow, other)
@@ -507,6 +508,8 @@ class Tensor:
     def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
         """log(sum(exp(x))), computed stably by shifting by the (constant) max."""
         top = self.max(axis, keepdims=True).detach()
+        # an infinite max (all -inf, or a +inf) must not shift: inf - inf would give nan
+        top = where(top.abs() == math.inf, 0.0, top)
         out = (self - top).exp().sum(axis, keepdims=True).log() + top
         return out if keepdims else out.reshape(*ops._reduced_shape(self.shape, _axis(axis)))
 
@@ -533,18 +536,19 @@ class Tensor:
     view = reshape
 
     def permute(self, *dims: Any) -> "Tensor":
-        dims = tuple(d % self.ndim for d in _shape(dims))
+        dims = tuple(_wrap(d, self.ndim, "permute") for d in _shape(dims))
         if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the axes of shape {self.shape}")
         return ops.Permute.apply(self, dims=dims)
 
     def transpose(self, axis0: int = 0, axis1: int = 1) -> "Tensor":
         dims = list(range(self.ndim))
+        axis0, axis1 = _wrap(axis0, self.ndim, "transpose"), _wrap(axis1, self.ndim, "transpose")
         dims[axis0], dims[axis1] = dims[axis1], dims[axis0]
         return self.permute(*dims)
 
     def unsqueeze(self, axis: int) -> "Tensor":
-        axis = axis % (self.ndim + 1)
+        axis = _wrap(axis, self.ndim + 1, "unsqueeze")
         return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
 
     def squeeze(self, axis: Any = None) -> "Tensor":
@@ -554,7 +558,7 @@ class Tensor:
     def flatten(self, start: int = 0, end: int = -1) -> "Tensor":
         if self.ndim == 0:
             return self.reshape(1)
-        start, end = start % self.ndim, end % self.ndim
+        start, end = _wrap(start, self.ndim, "flatten"), _wrap(end, self.ndim, "flatten")
         return self.reshape(*self.shape[:start], -1, *self.shape[end + 1:])
 
     def expand(self, *shape: Any) -> "Tensor":
@@ -597,6 +601,27 @@ def _promote(a: np.dtype, b: np.dtype) -> np.dtype:
     return np.promote_types(a, b)
 
 
+def _result_dtype(a: Tensor, b: Tensor) -> np.dtype:
+    """PyTorch's rule for operands: a 0-d one (e.g. ``np.sqrt(2.0)``) of the same kind as a
+    tensor with dimensions takes that tensor's dtype, so it cannot silently widen float32."""
+    if (a.ndim == 0) != (b.ndim == 0) and _kind(a.dtype) == _kind(b.dtype):
+        return b.dtype if a.ndim == 0 else a.dtype
+    return _promote(a.dtype, b.dtype)
+
+
+def _kind(dtype: np.dtype) -> int:
+    """PyTorch's dtype categories, in promotion order: bool, integer, float, complex."""
+    return {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}[dtype.kind]
+
+
+def _wrap(axis: int, ndim: int, op: str) -> int:
+    """``axis`` in [0, ndim), negative ones counted from the end; out of range is an error
+    (wrapping it silently would act on the wrong axis)."""
+    if not -ndim <= axis < ndim:
+        raise IndexError(f"{op}: axis {axis} is out of range for {ndim} dimensions")
+    return axis % ndim
+
+
 def _axis(axis: Any) -> Any:
     return tuple(axis) if isinstance(axis, list) else axis
 
@@ -637,7 +662,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     a = a if isinstance(a, Tensor) else b._operand(a)
     b = b if isinstance(b, Tensor) else a._operand(b)
     if a.dtype != b.dtype:
-        dtype = _promote(a.dtype, b.dtype)
+        dtype = _result_dtype(a, b)
         a, b = a.astype(dtype), b.astype(dtype)
     return ops.Where.apply(cond, a, b)
 

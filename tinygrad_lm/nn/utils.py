@@ -23,4 +23,4 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float) -> T
         for p in params:
             if p.grad is not None:  # a new array: gradient arrays may be shared
                 p.grad = Tensor._make(p.grad.data * p.grad.dtype.type(coef))
-    return Tensor(total, device=grads[0].device)
+    return Tensor(total, dtype=grads[0].dtype, device=grads[0].device)
