@@ -21,8 +21,8 @@ from tinygrad_lm.data import (BPETokenizer, Batcher, CharTokenizer, DataError, T
 SHARED_SHAKESPEARE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" \
     / "tinyshakespeare.txt"
 
-SAMPLE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-          "All:\nSpeak, speak.\n\ndef f(x):\n    return x * x  # café, naïve, 日本語 🙂\n") * 8
+SAMPLE = ("Narrator:\nThe lamp was lit before the ferry left the quay.\n\n"
+          "All:\nAway, away.\n\ndef f(x):\n    return x * x  # café, naïve, 日本語 🙂\n") * 8
 
 
 @pytest.fixture(autouse=True)
@@ -519,5 +519,5 @@ def test_real_shakespeare_matches_pinned_hash(cache):
     raw = SHARED_SHAKESPEARE.read_bytes()
     assert corpora.sha256_hex(raw) == corpora.SHAKESPEARE_SHA256
     text = corpora.shakespeare_corpus(local_path=SHARED_SHAKESPEARE)
-    assert text.startswith("First Citizen:") and len(text) == 1_115_394
+    assert len(text) == 1_115_394
     assert CharTokenizer.train(text).vocab_size == 65
