@@ -423,17 +423,21 @@ class Tensor:
 
     # ------------------------------------------------------------------ unary math
 
+    def _floating(self) -> "Tensor":
+        """Integer and bool inputs of float functions become float32, as in PyTorch."""
+        return self if self.dtype.kind in "fc" else self.astype(config.DEFAULT_FLOAT)
+
     def exp(self) -> "Tensor":
         """d exp(x)/dx = exp(x)."""
-        return ops.Exp.apply(self)
+        return ops.Exp.apply(self._floating())
 
     def log(self) -> "Tensor":
         """d ln(x)/dx = 1/x."""
-        return ops.Log.apply(self)
+        return ops.Log.apply(self._floating())
 
     def sqrt(self) -> "Tensor":
         """d sqrt(x)/dx = 1 / (2 sqrt(x))."""
-        return ops.Sqrt.apply(self)
+        return ops.Sqrt.apply(self._floating())
 
     def abs(self) -> "Tensor":
         """d |x|/dx = sign(x)."""
@@ -441,11 +445,11 @@ class Tensor:
 
     def tanh(self) -> "Tensor":
         """d tanh(x)/dx = 1 - tanh(x)^2."""
-        return ops.Tanh.apply(self)
+        return ops.Tanh.apply(self._floating())
 
     def sigmoid(self) -> "Tensor":
         """d sigmoid(x)/dx = sigmoid(x) (1 - sigmoid(x))."""
-        return ops.Sigmoid.apply(self)
+        return ops.Sigmoid.apply(self._floating())
 
     def relu(self) -> "Tensor":
         """d relu(x)/dx = [x > 0]."""
@@ -453,7 +457,7 @@ class Tensor:
 
     def erf(self) -> "Tensor":
         """d erf(x)/dx = 2/sqrt(pi) exp(-x^2)."""
-        return ops.Erf.apply(self)
+        return ops.Erf.apply(self._floating())
 
     def gelu(self, approximate: str = "none") -> "Tensor":
         """x Phi(x) (``"none"``) or its tanh approximation (``"tanh"``), as in PyTorch (fused)."""
