@@ -216,3 +216,10 @@ def test_ndarray_on_the_left_defers_to_tensor() -> None:
 def test_comparison_keeps_identity_hash() -> None:
     x = Tensor([1.0])
     assert {x: 1}[x] == 1 and x in {x}
+
+
+@pytest.mark.parametrize("method", ["exp", "log", "sqrt", "tanh", "sigmoid", "erf"])
+def test_float_functions_of_integer_tensors_are_float32(method):
+    out = getattr(tl.Tensor([1, 2]), method)()
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.numpy(), getattr(tl.Tensor([1.0, 2.0]), method)().numpy())
