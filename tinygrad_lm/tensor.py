@@ -382,7 +382,7 @@ class Tensor:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
                              f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
         if a.dtype != b.dtype:
-            dtype = _promote(a.dtype, b.dtype)
+            dtype = _result_dtype(a, b)
             a, b = a.astype(dtype), b.astype(dtype)
         if a.ndim > 1 and b.ndim > 1:
             return ops.Matmul.apply(a, b)
