@@ -54,11 +54,16 @@ class Function:
         if len(tensor_arrays) > 1 and not backend.same_device(tensor_arrays):
             devices = ", ".join(a.device for a in args if isinstance(a, Tensor))
             raise RuntimeError(f"{cls.__name__}: expected all tensors on one device, got {devices}")
+        tracer = config._tracer
+        if tracer is not None:
+            started = tracer.start(arrays)
         try:
             out = cls.forward(ctx, *arrays, **kwargs)
         except (ValueError, TypeError, IndexError) as exc:
             shapes = ", ".join(f"{a.shape} {a.dtype}" for a in args if isinstance(a, Tensor))
             raise type(exc)(f"{cls.__name__}: {exc} (inputs: {shapes})") from None
+        if tracer is not None:
+            tracer.forward(cls.__name__, arrays, out, started)
         if not requires_grad:
             return Tensor._make(out)
         ctx.parents = args
@@ -231,7 +236,13 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
             needs = ctx.needs_input_grad
             if wanted is not None:  # skip the inputs that lead to none of `inputs`
                 ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))
-            parent_grads = ctx._vjp(g, create_graph)
+            tracer = config._tracer
+            if tracer is None:
+                parent_grads = ctx._vjp(g, create_graph)
+            else:
+                started = tracer.start([g], backward=True)
+                parent_grads = ctx._vjp(g, create_graph)
+                tracer.backward(ctx.name, g, parent_grads, started)
             for i, (p, need) in enumerate(zip(ctx.parents, ctx.needs_input_grad)):
                 pg = parent_grads[i] if need and i < len(parent_grads) else None
                 if pg is None:

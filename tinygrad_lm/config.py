@@ -1,4 +1,4 @@
-"""The library's only global state: default float dtype and device, and the grad mode.
+"""The library's only global state: default float dtype and device, grad mode, the tracer.
 
 Everything mutable that changes how ops behave lives here, so a reader can see it at once.
 """
@@ -18,6 +18,9 @@ DEFAULT_DEVICE: str = os.environ.get("TINYGRAD_LM_DEVICE", "cpu")
 
 _grad_enabled = True
 
+_tracer: Any = None
+"""The active ``tinygrad_lm.tracing.trace`` (None: ops run untraced); see ``tracing.py``."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -30,6 +33,13 @@ def _set_grad_enabled(mode: bool) -> bool:
     """Set the grad mode and return the previous one."""
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, mode
+    return previous
+
+
+def _set_tracer(tracer: Any) -> Any:
+    """Install ``tracer`` (or None) and return the previous one."""
+    global _tracer
+    previous, _tracer = _tracer, tracer
     return previous
 
 
