@@ -72,10 +72,12 @@ class Function:
 
     @staticmethod
     def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        """The op on raw arrays (Tensor arguments arrive as their arrays); returns an array."""
         raise NotImplementedError
 
     @staticmethod
     def backward(ctx: Any, dout: Any) -> Any:
+        """Given d loss / d output (``dout``), return d loss / d input for each input."""
         raise NotImplementedError
 
     @property
@@ -92,6 +94,7 @@ class Function:
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
+        """What forward saved; an error after backward freed it (unless retain_graph)."""
         if self.parents is None:
             raise RuntimeError(_FREED)
         return getattr(self, "_saved", ())

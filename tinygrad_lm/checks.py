@@ -118,11 +118,13 @@ def run_check(check: Check, seed: int = 0, atol: float = 1e-5, rtol: float = 1e-
 
 
 def run_all(names: list[str] | None = None, second_order: bool = True) -> list[Result]:
+    """Run every check of the table (or those in ``names``)."""
     chosen = [c for c in CHECKS if names is None or c.name in names]
     return [run_check(c, second_order=second_order) for c in chosen]
 
 
 def format_results(results: list[Result]) -> str:
+    """The results as an aligned text table, one row per check."""
     rows = [("op", "shapes", "max abs err", "max rel err", "2nd order", "result")]
     for r in results:
         second = "-" if r.second_order is None else ("ok" if r.second_order else "FAIL")

@@ -70,6 +70,10 @@ def gradcheck(fn: Callable[..., Any], inputs: "Tensor | Sequence[Tensor]", eps: 
     """True when ``fn``'s backward matches central differences for every input element.
 
     ``inputs`` should be float64 tensors; those with ``requires_grad`` are checked.
+
+    >>> x = Tensor(np.array([0.5, -1.0]), requires_grad=True)  # a float64 array stays float64
+    >>> gradcheck(lambda t: (t * t).tanh(), x)
+    True
     """
     inputs = _as_tuple(inputs)
     for i, element, value, numeric in compare(fn, inputs, eps, seed):

@@ -33,6 +33,7 @@ class RemovableHandle:
         self.hooks, self.hook = hooks, hook
 
     def remove(self) -> None:
+        """Unregister the hook (a second call does nothing)."""
         if self.hook in self.hooks:
             self.hooks.remove(self.hook)
 
@@ -40,10 +41,16 @@ class RemovableHandle:
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and backpropagate.
 
+    Python floats become float32, Python ints int64; arithmetic broadcasts as in NumPy.
+
     >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> (x * x).sum().backward()
     >>> x.grad.tolist()
     [2.0, 4.0, 6.0]
+    >>> (Tensor([[1.0], [2.0]]) + Tensor([10.0, 20.0])).tolist()
+    [[11.0, 21.0], [12.0, 22.0]]
+    >>> (Tensor([1, 2]) / 2).tolist(), (2 * Tensor([1.5]) - 1).tolist()
+    ([0.5, 1.0], [2.0])
     """
 
     __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "_hooks", "__weakref__")
@@ -88,6 +95,14 @@ class Tensor:
 
     @property
     def requires_grad(self) -> bool:
+        """Whether ops on this tensor are recorded for backward (floating dtypes only).
+
+        >>> import tinygrad_lm as tl
+        >>> x = Tensor([1.0], requires_grad=True)
+        >>> with tl.no_grad(): y = x * 2
+        >>> (x * 2).requires_grad, y.requires_grad
+        (True, False)
+        """
         return self._requires_grad
 
     @requires_grad.setter
@@ -99,19 +114,35 @@ class Tensor:
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set ``requires_grad`` in place and return this tensor (for chaining).
+
+        >>> Tensor([1.0]).requires_grad_().requires_grad
+        True
+        """
         self.requires_grad = requires_grad
         return self
 
     @property
     def shape(self) -> Shape:
+        """The dimensions, a tuple of ints.
+
+        >>> Tensor([[1, 2, 3], [4, 5, 6]]).shape
+        (2, 3)
+        """
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions (``len(shape)``)."""
         return self.data.ndim
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the elements.
+
+        >>> Tensor([1.0]).dtype.name, Tensor([1]).dtype.name, Tensor([True]).dtype.name
+        ('float32', 'int64', 'bool')
+        """
         return self.data.dtype
 
     @property
@@ -121,14 +152,21 @@ class Tensor:
 
     @property
     def device_obj(self) -> backend.Device:
+        """The ``backend.Device`` holding the data (its ``xp`` is NumPy or CuPy)."""
         return backend.device_of(self.data)
 
     @property
     def device(self) -> str:
+        """The device name, e.g. ``"cpu"`` or ``"cuda:0"``.
+
+        >>> Tensor([1.0], device="cpu").device
+        'cpu'
+        """
         return self.device_obj.name
 
     @property
     def is_leaf(self) -> bool:
+        """True for tensors not made by a recorded op (inputs, parameters, detached)."""
         return self._ctx is None
 
     @property
@@ -138,6 +176,11 @@ class Tensor:
 
     @property
     def T(self) -> "Tensor":
+        """All axes reversed (the matrix transpose for 2-D); the gradient is reversed back.
+
+        >>> Tensor.zeros(2, 3, 4).T.shape
+        (4, 3, 2)
+        """
         return self.permute(*reversed(range(self.ndim)))
 
     def __repr__(self) -> str:
@@ -164,19 +207,39 @@ class Tensor:
     # ------------------------------------------------------------------ conversion
 
     def numpy(self) -> np.ndarray:
-        """A host NumPy copy (the one way data leaves a device)."""
+        """A host NumPy copy (the one way data leaves a device).
+
+        >>> type(Tensor([1.0]).numpy()).__name__
+        'ndarray'
+        """
         return backend.to_host(self.data)
 
     def item(self) -> Any:
+        """The value of a one-element tensor as a Python scalar.
+
+        >>> Tensor([2.5]).item(), Tensor(3).item()
+        (2.5, 3)
+        """
         if self.size != 1:
             raise ValueError(f"item: only one-element tensors convert to a Python scalar, "
                              f"not shape {self.shape}")
         return self.data.item()
 
     def tolist(self) -> Any:
+        """The values as (nested) Python lists of Python scalars.
+
+        >>> Tensor([[1, 2], [3, 4]]).tolist()
+        [[1, 2], [3, 4]]
+        """
         return self.numpy().tolist()
 
     def to(self, device: Any) -> "Tensor":
+        """This tensor on ``device`` (itself if already there); the gradient moves back.
+
+        >>> x = Tensor([1.0])
+        >>> x.to("cpu") is x, x.to("cpu").device
+        (True, 'cpu')
+        """
         target = backend.get_device(device)
         if target is self.device_obj:
             return self
@@ -184,13 +247,21 @@ class Tensor:
         return ToDevice.apply(self, device=target)
 
     def cpu(self) -> "Tensor":
+        """``to("cpu")``."""
         return self.to("cpu")
 
     def cuda(self, index: int = 0) -> "Tensor":
+        """``to("cuda:<index>")``; needs CuPy and a GPU."""
         return self.to(f"cuda:{index}")
 
     def astype(self, dtype: Any) -> "Tensor":
-        """A copy in ``dtype``; differentiable between float dtypes."""
+        """A copy in ``dtype``; differentiable between float dtypes (the gradient is cast back).
+
+        >>> Tensor([1.5, -2.5]).astype("int64").tolist()
+        [1, -2]
+        >>> Tensor([1, 2]).astype("float16").dtype.name
+        'float16'
+        """
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
             return self
@@ -199,24 +270,50 @@ class Tensor:
         return ops.Cast.apply(self, dtype=dtype)
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph."""
+        """The same data, cut from the graph: no gradient flows through it.
+
+        >>> x = Tensor([1.0], requires_grad=True)
+        >>> y = (x * 2).detach()
+        >>> y.requires_grad, y.is_leaf, y.tolist()
+        (False, True, [2.0])
+        """
         return Tensor._make(self.data)
 
     # ------------------------------------------------------------------ autograd
 
     def backward(self, gradient: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
-        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that needs it."""
+        """Accumulate the gradient of this tensor into ``.grad`` of every leaf that needs it.
+
+        A non-scalar tensor needs ``gradient`` (the upstream gradient, same shape).
+
+        >>> x = Tensor([2.0, 3.0], requires_grad=True)
+        >>> (x ** 3).sum().backward()
+        >>> x.grad.tolist()  # d x^3/dx = 3 x^2
+        [12.0, 27.0]
+        """
         autograd.backward(self, gradient, retain_graph, create_graph)
 
     def retain_grad(self) -> None:
-        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        """Keep ``.grad`` on this non-leaf tensor after backward.
+
+        >>> x = Tensor([1.0], requires_grad=True)
+        >>> y = x * 3; y.retain_grad()
+        >>> (y * y).sum().backward(); y.grad.tolist()
+        [6.0]
+        """
         if self._ctx is not None:
             self._retains_grad = True
 
     def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]) -> RemovableHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
-        replaces the gradient."""
+        replaces the gradient.
+
+        >>> x = Tensor([1.0, 2.0], requires_grad=True)
+        >>> handle = x.register_hook(lambda g: g * 10)
+        >>> x.sum().backward(); x.grad.tolist()
+        [10.0, 10.0]
+        """
         if not self._requires_grad:
             raise RuntimeError("register_hook: the tensor does not require grad")
         if self._hooks is None:
@@ -225,7 +322,11 @@ class Tensor:
         return RemovableHandle(self._hooks, hook)
 
     def sum_to(self, shape: Shape, op: str = "sum_to", input_index: int = 0) -> "Tensor":
-        """Sum over broadcast axes so the result has ``shape``: broadcasting undone."""
+        """Sum over broadcast axes so the result has ``shape``: broadcasting undone.
+
+        >>> Tensor.ones(2, 3).sum_to((1, 3)).tolist()
+        [[2.0, 2.0, 2.0]]
+        """
         shape = tuple(shape)
         lead = self.ndim - len(shape)
         if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, self.shape[lead:])):
@@ -241,19 +342,33 @@ class Tensor:
     @staticmethod
     def zeros(*shape: Any, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> "Tensor":
+        """A tensor of zeros; ``zeros(2, 3)`` and ``zeros((2, 3))`` alike (float32 by default).
+
+        >>> Tensor.zeros(2, 3).shape, Tensor.zeros((2,)).tolist()
+        ((2, 3), [0.0, 0.0])
+        """
         return Tensor.full(_shape(shape), 0.0, dtype=dtype, device=device,
                            requires_grad=requires_grad)
 
     @staticmethod
     def ones(*shape: Any, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> "Tensor":
+        """A tensor of ones.
+
+        >>> Tensor.ones(2, dtype="int64").tolist()
+        [1, 1]
+        """
         return Tensor.full(_shape(shape), 1.0, dtype=dtype, device=device,
                            requires_grad=requires_grad)
 
     @staticmethod
     def full(shape: Any, value: Any, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> "Tensor":
-        """A tensor of ``shape`` filled with ``value`` (its dtype follows ``value`` if not given)."""
+        """A tensor of ``shape`` filled with ``value`` (its dtype follows ``value`` if not given).
+
+        >>> Tensor.full((2,), 7).tolist(), Tensor.full(2, 0.5).dtype.name
+        ([7, 7], 'float32')
+        """
         dev = backend.get_device(device)
         if dtype is None:
             dtype = config.DEFAULT_FLOAT if isinstance(value, float) else np.asarray(value).dtype
@@ -262,18 +377,34 @@ class Tensor:
 
     @staticmethod
     def zeros_like(t: "Tensor", dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        """Zeros with the shape, dtype and device of ``t``.
+
+        >>> Tensor.zeros_like(Tensor([[1, 2]])).tolist()
+        [[0, 0]]
+        """
         return Tensor.full(t.shape, 0, dtype=dtype or t.dtype, device=t.device,
                            requires_grad=requires_grad)
 
     @staticmethod
     def ones_like(t: "Tensor", dtype: Any = None, requires_grad: bool = False) -> "Tensor":
+        """Ones with the shape, dtype and device of ``t``.
+
+        >>> Tensor.ones_like(Tensor([1.5, 2.5])).tolist()
+        [1.0, 1.0]
+        """
         return Tensor.full(t.shape, 1, dtype=dtype or t.dtype, device=t.device,
                            requires_grad=requires_grad)
 
     @staticmethod
     def randn(*shape: Any, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> "Tensor":
-        """Standard normal samples from the library's generator (see ``tl.manual_seed``)."""
+        """Standard normal samples from the library's generator (see ``tl.manual_seed``).
+
+        >>> import tinygrad_lm as tl
+        >>> tl.manual_seed(0); a = Tensor.randn(2, 3)
+        >>> tl.manual_seed(0); a.shape, a.dtype.name, a.tolist() == Tensor.randn(2, 3).tolist()
+        ((2, 3), 'float32', True)
+        """
         dev = backend.get_device(device)
         data = dev.randn(_shape(shape), np.dtype(dtype or config.DEFAULT_FLOAT))
         return Tensor(data, requires_grad=requires_grad)
@@ -281,7 +412,13 @@ class Tensor:
     @staticmethod
     def rand(*shape: Any, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> "Tensor":
-        """Uniform samples in [0, 1) from the library's generator."""
+        """Uniform samples in [0, 1) from the library's generator.
+
+        >>> import tinygrad_lm as tl
+        >>> tl.manual_seed(0); x = Tensor.rand(100)
+        >>> 0.0 <= x.min().item() and x.max().item() < 1.0
+        True
+        """
         dev = backend.get_device(device)
         data = dev.rand(_shape(shape), np.dtype(dtype or config.DEFAULT_FLOAT))
         return Tensor(data, requires_grad=requires_grad)
@@ -289,7 +426,11 @@ class Tensor:
     @staticmethod
     def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
                device: Any = None, requires_grad: bool = False) -> "Tensor":
-        """Values from ``start`` to ``stop`` (exclusive); int64 unless a bound is a float."""
+        """Values from ``start`` to ``stop`` (exclusive); int64 unless a bound is a float.
+
+        >>> Tensor.arange(4).tolist(), Tensor.arange(0.0, 1.0, 0.25).tolist()
+        ([0, 1, 2, 3], [0.0, 0.25, 0.5, 0.75])
+        """
         if stop is None:
             start, stop = 0, start
         if dtype is None:
@@ -327,24 +468,28 @@ class Tensor:
         return op.apply(a, b)
 
     def __add__(self, other: Any) -> "Tensor":
+        """a + b, broadcast; d/da = d/db = 1 (summed over broadcast axes)."""
         return self._binary(ops.Add, other)
 
     def __radd__(self, other: Any) -> "Tensor":
         return self._binary(ops.Add, other, reverse=True)
 
     def __sub__(self, other: Any) -> "Tensor":
+        """a - b, broadcast; d/da = 1, d/db = -1."""
         return self._binary(ops.Sub, other)
 
     def __rsub__(self, other: Any) -> "Tensor":
         return self._binary(ops.Sub, other, reverse=True)
 
     def __mul__(self, other: Any) -> "Tensor":
+        """a * b, broadcast; d/da = b, d/db = a."""
         return self._binary(ops.Mul, other)
 
     def __rmul__(self, other: Any) -> "Tensor":
         return self._binary(ops.Mul, other, reverse=True)
 
     def __truediv__(self, other: Any) -> "Tensor":
+        """a / b, broadcast (int / int gives float32); d/da = 1/b, d/db = -a/b^2."""
         b = self._operand(other)
         if self.dtype.kind not in "fc" and b.dtype.kind not in "fc":  # int / int is a float
             real = config.DEFAULT_FLOAT
@@ -355,12 +500,14 @@ class Tensor:
         return self._operand(other) / self
 
     def __pow__(self, other: Any) -> "Tensor":
+        """a ** b, broadcast; d/da = b a^(b-1), d/db = a^b ln(a)."""
         return self._binary(ops.Pow, other)
 
     def __rpow__(self, other: Any) -> "Tensor":
         return self._binary(ops.Pow, other, reverse=True)
 
     def __neg__(self) -> "Tensor":
+        """-x; d/dx = -1."""
         return ops.Neg.apply(self)
 
     def __pos__(self) -> "Tensor":
@@ -373,7 +520,15 @@ class Tensor:
         return self._operand(other).matmul(self)
 
     def matmul(self, other: Any) -> "Tensor":
-        """Matrix product: 1-D, 2-D and batched (leading axes broadcast), as ``np.matmul``."""
+        """Matrix product: 1-D, 2-D and batched (leading axes broadcast), as ``np.matmul``.
+
+        d/dA = dout B^T, d/dB = A^T dout (summed over broadcast batch axes); ``a @ b`` calls it.
+
+        >>> (Tensor([[1.0, 2.0], [3.0, 4.0]]) @ Tensor([[1.0], [1.0]])).tolist()
+        [[3.0], [7.0]]
+        >>> Tensor.ones(5, 2, 3).matmul(Tensor.ones(3, 4)).shape
+        (5, 2, 4)
+        """
         a, b = self, self._operand(other)
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
@@ -428,89 +583,184 @@ class Tensor:
         return self if self.dtype.kind in "fc" else self.astype(config.DEFAULT_FLOAT)
 
     def exp(self) -> "Tensor":
-        """d exp(x)/dx = exp(x)."""
+        """e^x; d exp(x)/dx = exp(x).
+
+        >>> [round(v, 4) for v in Tensor([0.0, 1.0]).exp().tolist()]
+        [1.0, 2.7183]
+        """
         return ops.Exp.apply(self._floating())
 
     def log(self) -> "Tensor":
-        """d ln(x)/dx = 1/x."""
+        """Natural logarithm; d ln(x)/dx = 1/x.
+
+        >>> [round(v, 4) for v in Tensor([1.0, 4.0]).log().tolist()]
+        [0.0, 1.3863]
+        """
         return ops.Log.apply(self._floating())
 
     def sqrt(self) -> "Tensor":
-        """d sqrt(x)/dx = 1 / (2 sqrt(x))."""
+        """Square root; d sqrt(x)/dx = 1 / (2 sqrt(x)).
+
+        >>> Tensor([4.0, 9.0]).sqrt().tolist()
+        [2.0, 3.0]
+        """
         return ops.Sqrt.apply(self._floating())
 
     def abs(self) -> "Tensor":
-        """d |x|/dx = sign(x)."""
+        """Absolute value; d |x|/dx = sign(x).
+
+        >>> Tensor([-1.5, 2.0]).abs().tolist()
+        [1.5, 2.0]
+        """
         return ops.Abs.apply(self)
 
     def tanh(self) -> "Tensor":
-        """d tanh(x)/dx = 1 - tanh(x)^2."""
+        """Hyperbolic tangent; d tanh(x)/dx = 1 - tanh(x)^2.
+
+        >>> [round(v, 4) for v in Tensor([0.0, 1.0]).tanh().tolist()]
+        [0.0, 0.7616]
+        """
         return ops.Tanh.apply(self._floating())
 
     def sigmoid(self) -> "Tensor":
-        """d sigmoid(x)/dx = sigmoid(x) (1 - sigmoid(x))."""
+        """1 / (1 + e^-x); d sigmoid(x)/dx = sigmoid(x) (1 - sigmoid(x)).
+
+        >>> [round(v, 4) for v in Tensor([0.0, 2.0]).sigmoid().tolist()]
+        [0.5, 0.8808]
+        """
         return ops.Sigmoid.apply(self._floating())
 
     def relu(self) -> "Tensor":
-        """d relu(x)/dx = [x > 0]."""
+        """max(x, 0); d relu(x)/dx = [x > 0].
+
+        >>> Tensor([-1.0, 0.0, 2.0]).relu().tolist()
+        [0.0, 0.0, 2.0]
+        """
         return ops.Relu.apply(self)
 
     def erf(self) -> "Tensor":
-        """d erf(x)/dx = 2/sqrt(pi) exp(-x^2)."""
+        """The error function; d erf(x)/dx = 2/sqrt(pi) exp(-x^2).
+
+        >>> [round(v, 4) for v in Tensor([0.0, 1.0]).erf().tolist()]
+        [0.0, 0.8427]
+        """
         return ops.Erf.apply(self._floating())
 
     def gelu(self, approximate: str = "none") -> "Tensor":
-        """x Phi(x) (``"none"``) or its tanh approximation (``"tanh"``), as in PyTorch (fused)."""
+        """x Phi(x) (``"none"``) or its tanh approximation (``"tanh"``), as in PyTorch (fused).
+
+        d gelu(x)/dx = Phi(x) + x phi(x) for the exact form (Phi, phi: the normal cdf and pdf).
+
+        >>> [round(v, 4) for v in Tensor([-1.0, 0.0, 1.0]).gelu().tolist()]
+        [-0.1587, 0.0, 0.8413]
+        >>> [round(v, 4) for v in Tensor([-1.0, 0.0, 1.0]).gelu("tanh").tolist()]
+        [-0.1588, 0.0, 0.8412]
+        """
         if approximate not in ("none", "tanh"):
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', not {approximate!r}")
         return fused.Gelu.apply(self, approximate=approximate)
 
     def maximum(self, other: Any) -> "Tensor":
-        """Elementwise max; ties split the gradient evenly."""
+        """Elementwise max; the gradient goes to the larger input, split evenly on ties.
+
+        >>> Tensor([1.0, 5.0]).maximum(Tensor([3.0, 2.0])).tolist()
+        [3.0, 5.0]
+        """
         return self._binary(ops.Maximum, other)
 
     def minimum(self, other: Any) -> "Tensor":
-        """Elementwise min, as -max(-a, -b)."""
+        """Elementwise min, as -max(-a, -b) (so the same gradient rule).
+
+        >>> Tensor([1.0, 5.0]).minimum(2.0).tolist()
+        [1.0, 2.0]
+        """
         return -((-self).maximum(-self._operand(other)))
 
     def clip(self, lo: float | None = None, hi: float | None = None) -> "Tensor":
-        """Values limited to [lo, hi]; the gradient passes where lo <= x <= hi."""
+        """Values limited to [lo, hi]; the gradient passes where lo <= x <= hi.
+
+        >>> Tensor([-2.0, 0.5, 3.0]).clip(-1.0, 1.0).tolist()
+        [-1.0, 0.5, 1.0]
+        """
         if lo is None and hi is None:
             raise ValueError("clip: give at least one of lo and hi")
         return ops.Clip.apply(self, lo=lo, hi=hi)
 
     def masked_fill(self, mask: Any, value: float) -> "Tensor":
-        """``value`` where ``mask`` is True, else this tensor."""
+        """``value`` where ``mask`` is True, else this tensor; the gradient flows where False.
+
+        >>> x = Tensor([1.0, 2.0, 3.0])
+        >>> x.masked_fill(x > 1.5, 0.0).tolist()
+        [1.0, 0.0, 0.0]
+        """
         return where(mask, value, self)
 
     # ------------------------------------------------------------------ reductions
 
     def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        """Sum over ``axis`` (None: all, int or tuple); d sum/dx_i = 1 (dout is broadcast back).
+
+        >>> x = Tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> x.sum().item(), x.sum(axis=0).tolist(), x.sum(axis=1, keepdims=True).shape
+        (10.0, [4.0, 6.0], (2, 1))
+        """
         return ops.Sum.apply(self, axis=_axis(axis), keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        """Mean over ``axis``; d mean/dx_i = 1/n.
+
+        >>> x = Tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> x.mean().item(), x.mean(axis=1).tolist(), x.mean(axis=0, keepdims=True).tolist()
+        (2.5, [1.5, 3.5], [[2.0, 3.0]])
+        """
         count = _count(self.shape, axis)
         return self.sum(axis, keepdims) * (1.0 / count if count else math.nan)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
-        """The largest value; the gradient is split evenly among ties."""
+        """The largest value over ``axis``; d max/dx_i = [x_i is a max] / (number of ties).
+
+        >>> x = Tensor([[1.0, 5.0], [3.0, 2.0]])
+        >>> x.max().item(), x.max(axis=1).tolist(), x.max(axis=0, keepdims=True).tolist()
+        (5.0, [5.0, 3.0], [[3.0, 5.0]])
+        """
         if self.size == 0:
             raise ValueError(f"max: cannot reduce an empty tensor of shape {self.shape}")
         return ops.Max.apply(self, axis=_axis(axis), keepdims=keepdims)
 
     def min(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        """The smallest value over ``axis``, as -max(-x) (ties share the gradient).
+
+        >>> Tensor([[1.0, 5.0], [3.0, 2.0]]).min(axis=1).tolist()
+        [1.0, 2.0]
+        """
         return -((-self).max(axis, keepdims))
 
     def var(self, axis: Any = None, keepdims: bool = False, correction: int = 1) -> "Tensor":
-        """sum((x - mean)^2) / (n - correction)."""
+        """sum((x - mean)^2) / (n - correction); d var/dx_i = 2 (x_i - mean) / (n - correction).
+
+        >>> x = Tensor([1.0, 2.0, 3.0, 4.0])
+        >>> round(x.var().item(), 4), x.var(correction=0).item()
+        (1.6667, 1.25)
+        """
         centered = self - self.mean(axis, keepdims=True)
         return (centered * centered).sum(axis, keepdims) / max(_count(self.shape, axis) - correction, 0)
 
     def std(self, axis: Any = None, keepdims: bool = False, correction: int = 1) -> "Tensor":
+        """sqrt(var); d std/dx = (d var/dx) / (2 std).
+
+        >>> Tensor([0.0, 2.0]).std(correction=0).item()
+        1.0
+        """
         return self.var(axis, keepdims, correction).sqrt()
 
     def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
-        """log(sum(exp(x))), computed stably by shifting by the (constant) max."""
+        """log(sum(exp(x))), computed stably by shifting by the (constant) max.
+
+        d logsumexp(x)/dx = softmax(x).
+
+        >>> round(Tensor([0.0, 0.0]).logsumexp().item(), 4)
+        0.6931
+        """
         top = self.max(axis, keepdims=True).detach()
         # an infinite max (all -inf, or a +inf) must not shift: inf - inf would give nan
         top = where(top.abs() == math.inf, 0.0, top)
@@ -518,62 +768,130 @@ class Tensor:
         return out if keepdims else out.reshape(*ops._reduced_shape(self.shape, _axis(axis)))
 
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> "Tensor":
+        """Index of the largest value (over the flattened tensor if ``axis`` is None); no gradient.
+
+        >>> x = Tensor([[1, 5], [7, 2]])
+        >>> x.argmax(axis=1).tolist(), x.argmax().item()
+        ([1, 0], 2)
+        """
         return Tensor._make(self.data.argmax(axis=axis, keepdims=keepdims))
 
     def argmin(self, axis: int | None = None, keepdims: bool = False) -> "Tensor":
+        """Index of the smallest value (over the flattened tensor if ``axis`` is None); no gradient.
+
+        >>> Tensor([[1, 5], [7, 2]]).argmin(axis=0).tolist()
+        [0, 1]
+        """
         return Tensor._make(self.data.argmin(axis=axis, keepdims=keepdims))
 
     def softmax(self, axis: int = -1) -> "Tensor":
-        """exp(x) / sum(exp(x)) along ``axis`` (fused)."""
+        """exp(x) / sum(exp(x)) along ``axis`` (fused); dx = y (dout - sum(dout y)).
+
+        >>> [round(v, 4) for v in Tensor([1.0, 2.0, 3.0]).softmax().tolist()]
+        [0.09, 0.2447, 0.6652]
+        """
         return fused.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
-        """x - logsumexp(x) along ``axis`` (fused)."""
+        """x - logsumexp(x) along ``axis`` (fused); dx = dout - softmax(x) sum(dout).
+
+        >>> [round(v, 4) for v in Tensor([0.0, 0.0]).log_softmax().tolist()]
+        [-0.6931, -0.6931]
+        """
         return fused.LogSoftmax.apply(self, axis=axis)
 
     # ------------------------------------------------------------------ shape and movement
 
     def reshape(self, *shape: Any) -> "Tensor":
+        """The same elements in ``shape`` (one -1 is inferred); the gradient is reshaped back.
+
+        ``view`` is the same method.
+
+        >>> x = Tensor.arange(6).reshape(2, 3)
+        >>> x.tolist(), x.reshape(-1, 2).shape
+        ([[0, 1, 2], [3, 4, 5]], (3, 2))
+        """
         shape = _shape(shape)
         return self if shape == self.shape else ops.Reshape.apply(self, shape=shape)
 
     view = reshape
 
     def permute(self, *dims: Any) -> "Tensor":
+        """Axes reordered to ``dims``; the gradient is permuted back by the inverse.
+
+        >>> Tensor.zeros(2, 3, 4).permute(2, 0, 1).shape
+        (4, 2, 3)
+        """
         dims = tuple(_wrap(d, self.ndim, "permute") for d in _shape(dims))
         if sorted(dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not a permutation of the axes of shape {self.shape}")
         return ops.Permute.apply(self, dims=dims)
 
     def transpose(self, axis0: int = 0, axis1: int = 1) -> "Tensor":
+        """Axes ``axis0`` and ``axis1`` swapped (a permute).
+
+        >>> Tensor.arange(6).reshape(2, 3).transpose(0, 1).tolist()
+        [[0, 3], [1, 4], [2, 5]]
+        """
         dims = list(range(self.ndim))
         axis0, axis1 = _wrap(axis0, self.ndim, "transpose"), _wrap(axis1, self.ndim, "transpose")
         dims[axis0], dims[axis1] = dims[axis1], dims[axis0]
         return self.permute(*dims)
 
     def unsqueeze(self, axis: int) -> "Tensor":
+        """A new axis of size 1 at ``axis`` (a reshape).
+
+        >>> x = Tensor([1, 2])
+        >>> x.unsqueeze(0).shape, x.unsqueeze(-1).shape
+        ((1, 2), (2, 1))
+        """
         axis = _wrap(axis, self.ndim + 1, "unsqueeze")
         return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
 
     def squeeze(self, axis: Any = None) -> "Tensor":
+        """Axes of size 1 removed (all, or those in ``axis``) (a reshape).
+
+        >>> x = Tensor.zeros(1, 2, 1)
+        >>> x.squeeze().shape, x.squeeze(0).shape
+        ((2,), (2, 1))
+        """
         axes = ops._axes(self.shape, axis)
         return self.reshape(*(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
 
     def flatten(self, start: int = 0, end: int = -1) -> "Tensor":
+        """Axes ``start`` to ``end`` (inclusive) merged into one (a reshape).
+
+        >>> x = Tensor.zeros(2, 3, 4)
+        >>> x.flatten().shape, x.flatten(1).shape
+        ((24,), (2, 12))
+        """
         if self.ndim == 0:
             return self.reshape(1)
         start, end = _wrap(start, self.ndim, "flatten"), _wrap(end, self.ndim, "flatten")
         return self.reshape(*self.shape[:start], -1, *self.shape[end + 1:])
 
     def expand(self, *shape: Any) -> "Tensor":
-        """Broadcast to ``shape`` without copying (-1 keeps a dimension)."""
+        """Broadcast to ``shape`` without copying (-1 keeps a dimension); the gradient is
+        summed over the expanded axes.
+
+        >>> Tensor([[1], [2]]).expand(-1, 3).tolist()
+        [[1, 1, 1], [2, 2, 2]]
+        """
         shape = _shape(shape)
         lead = len(shape) - self.ndim
         shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
         return self if shape == self.shape else ops.Expand.apply(self, shape=shape)
 
     def split(self, size_or_sizes: int | Sequence[int], axis: int = 0) -> list["Tensor"]:
-        """Pieces of ``size`` along ``axis`` (the last may be smaller), or of the given sizes."""
+        """Pieces of ``size`` along ``axis`` (the last may be smaller), or of the given sizes.
+
+        Each piece is a slice, so its gradient lands in its part of the input.
+
+        >>> [p.tolist() for p in Tensor.arange(5).split(2)]
+        [[0, 1], [2, 3], [4]]
+        >>> [p.shape for p in Tensor.zeros(2, 5).split([1, 4], axis=1)]
+        [(2, 1), (2, 4)]
+        """
         length = self.shape[axis]
         if isinstance(size_or_sizes, int):
             sizes = [min(size_or_sizes, length - s) for s in range(0, length, size_or_sizes)]
@@ -589,9 +907,24 @@ class Tensor:
         return pieces
 
     def chunk(self, chunks: int, axis: int = 0) -> list["Tensor"]:
+        """``chunks`` pieces of equal size along ``axis`` (the last may be smaller).
+
+        >>> [p.tolist() for p in Tensor.arange(6).chunk(3)]
+        [[0, 1], [2, 3], [4, 5]]
+        """
         return self.split(-(-self.shape[axis] // chunks), axis)
 
     def __getitem__(self, index: Any) -> "Tensor":
+        """NumPy indexing: ints, slices, None, integer and bool tensors or lists.
+
+        The gradient is scatter-added back to the indexed positions (repeated indices add up).
+
+        >>> x = Tensor.arange(6).reshape(2, 3)
+        >>> x[1].tolist(), x[:, 1:].tolist(), x[Tensor([1, 1]), 0].tolist()
+        ([3, 4, 5], [[1, 2], [4, 5]], [3, 3])
+        >>> x[x > 3].tolist()
+        [4, 5]
+        """
         return ops.GetItem.apply(self, index=_index(index, self))
 
 
@@ -656,7 +989,13 @@ def _index(index: Any, t: Tensor) -> tuple[Any, ...]:
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
-    """``a`` where ``cond`` is True, else ``b`` (broadcast together)."""
+    """``a`` where ``cond`` is True, else ``b`` (broadcast together); the gradient goes to
+    ``a`` where True and to ``b`` where False.
+
+    >>> x = Tensor([-1.0, 2.0])
+    >>> where(x > 0, x, 0.0).tolist()
+    [0.0, 2.0]
+    """
     if not isinstance(cond, Tensor):
         cond = Tensor(cond)
     if cond.dtype != bool:
@@ -672,7 +1011,12 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 def cat(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis; the gradient is split back into the pieces.
+
+    >>> a, b = Tensor([[1, 2]]), Tensor([[3, 4]])
+    >>> cat([a, b]).tolist(), cat([a, b], axis=1).tolist()
+    ([[1, 2], [3, 4]], [[1, 2, 3, 4]])
+    """
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
@@ -680,7 +1024,11 @@ def cat(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
 
 
 def stack(tensors: Iterable[Tensor], axis: int = 0) -> Tensor:
-    """Join tensors along a new axis."""
+    """Join same-shaped tensors along a new axis (unsqueeze, then cat).
+
+    >>> stack([Tensor([1, 2]), Tensor([3, 4])], axis=1).tolist()
+    [[1, 3], [2, 4]]
+    """
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")

@@ -73,6 +73,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """(B, T, C) in and out; with ``cache``, ``x`` holds only the new positions."""
         B, T, C = x.shape
         hs = C // self.n_head
         q, k, v = self.c_attn(x).split(self.n_embd, axis=2)  # 3 x (B, T, C)
@@ -100,6 +101,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., C) in and out: c_proj(gelu(c_fc(x))), then dropout."""
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
@@ -114,6 +116,7 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """(B, T, C) in and out: the residual stream after this layer."""
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 

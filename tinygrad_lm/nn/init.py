@@ -21,11 +21,18 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 @no_grad()
 def zeros_(t: Tensor) -> Tensor:
+    """Fill ``t`` in place with zeros (no graph is recorded).
+
+    >>> from tinygrad_lm import Tensor
+    >>> zeros_(Tensor([1.0, 2.0])).tolist()
+    [0.0, 0.0]
+    """
     t.data[...] = 0
     return t
 
 
 @no_grad()
 def ones_(t: Tensor) -> Tensor:
+    """Fill ``t`` in place with ones (no graph is recorded)."""
     t.data[...] = 1
     return t

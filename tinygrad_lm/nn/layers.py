@@ -12,7 +12,13 @@ from .module import Module, Parameter
 
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features); PyTorch's default init
-    U(-1/sqrt(in), 1/sqrt(in)) for W and b."""
+    U(-1/sqrt(in), 1/sqrt(in)) for W and b.
+
+    >>> import tinygrad_lm as tl
+    >>> tl.manual_seed(0); layer = Linear(3, 2)
+    >>> layer(tl.zeros(4, 3)).shape, layer.weight.shape, layer
+    ((4, 2), (2, 3), Linear(3, 2, bias=True))
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
@@ -29,7 +35,12 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A (num_embeddings, embedding_dim) table of vectors looked up by integer id; N(0, 1) init."""
+    """A (num_embeddings, embedding_dim) table of vectors looked up by integer id; N(0, 1) init.
+
+    >>> import tinygrad_lm as tl
+    >>> tl.manual_seed(0); Embedding(10, 4)(tl.Tensor([[1, 2, 3]])).shape
+    (1, 3, 4)
+    """
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
         super().__init__()
@@ -44,7 +55,12 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Normalise the last dimension to zero mean and unit variance, then scale and shift."""
+    """Normalise the last dimension to zero mean and unit variance, then scale and shift.
+
+    >>> from tinygrad_lm import Tensor
+    >>> [round(v, 3) for v in LayerNorm(2)(Tensor([[1.0, 3.0]])).tolist()[0]]
+    [-1.0, 1.0]
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()
@@ -76,11 +92,20 @@ class Dropout(Module):
 
 
 class ReLU(Module):
+    """max(x, 0) as a layer.
+
+    >>> from tinygrad_lm import Tensor
+    >>> ReLU()(Tensor([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
+
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class GELU(Module):
+    """x Phi(x) as a layer; ``approximate="tanh"`` uses the tanh approximation."""
+
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         self.approximate = approximate
@@ -90,5 +115,7 @@ class GELU(Module):
 
 
 class Tanh(Module):
+    """tanh(x) as a layer."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()

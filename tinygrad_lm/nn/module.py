@@ -23,7 +23,15 @@ class Parameter(Tensor):
 
 
 class Module:
-    """Base class of layers and models: override ``forward`` and call the module."""
+    """Base class of layers and models: override ``forward`` and call the module.
+
+    >>> import tinygrad_lm as tl
+    >>> class Scale(Module):
+    ...     def __init__(self): super().__init__(); self.w = Parameter(tl.ones(2))
+    ...     def forward(self, x): return x * self.w
+    >>> [name for name, _ in Scale().named_parameters()], Scale()(tl.Tensor([3.0, 4.0])).tolist()
+    (['w'], [3.0, 4.0])
+    """
 
     training: bool
 
@@ -50,6 +58,7 @@ class Module:
         object.__delattr__(self, name)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation of the module; subclasses override it and callers use ``module(x)``."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -71,12 +80,15 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self) -> Iterator["Module"]:
+        """This module and every sub-module, each once (see ``named_modules``)."""
         return (m for _, m in self.named_modules())
 
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """The direct sub-modules as (attribute name, module) pairs."""
         return iter(self._modules.items())
 
     def children(self) -> Iterator["Module"]:
+        """The direct sub-modules."""
         return iter(self._modules.values())
 
     def _all_parameters(self) -> Iterator[tuple[str, Parameter]]:
@@ -103,6 +115,11 @@ class Module:
                 yield name, p
 
     def parameters(self) -> Iterator[Parameter]:
+        """The parameters of ``named_parameters``, without names (what an optimizer takes).
+
+        >>> sum(p.size for p in Sequential(Module(), Module()).parameters())
+        0
+        """
         return (p for _, p in self.named_parameters())
 
     def num_parameters(self) -> int:
@@ -112,14 +129,22 @@ class Module:
     # ------------------------------------------------------------------ modes and devices
 
     def train(self, mode: bool = True) -> "Module":
+        """Set training mode (dropout active) on this module and all sub-modules; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
     def eval(self) -> "Module":
+        """``train(False)``: evaluation mode (dropout off); returns self.
+
+        >>> m = Sequential(Module()).eval()
+        >>> m.training, m[0].training
+        (False, False)
+        """
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (to None, or to zeros if ``set_to_none`` is False)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
@@ -165,6 +190,7 @@ class Module:
                 p.data = p.device_obj.array(value, dtype=p.dtype).copy()
 
     def extra_repr(self) -> str:
+        """Extra text shown inside ``repr(module)``'s parentheses; layers override it."""
         return ""
 
     def __repr__(self) -> str:
@@ -178,7 +204,13 @@ def _shape_of(value: Any) -> tuple[int, ...]:
 
 
 class Sequential(Module):
-    """Modules applied one after another."""
+    """Modules applied one after another.
+
+    >>> import tinygrad_lm as tl
+    >>> from tinygrad_lm.nn import ReLU, Tanh
+    >>> Sequential(ReLU(), Tanh())(tl.Tensor([-1.0, 0.0])).tolist()
+    [0.0, 0.0]
+    """
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -186,6 +218,7 @@ class Sequential(Module):
             setattr(self, str(i), m)
 
     def forward(self, x: Any) -> Any:
+        """Apply the modules in order."""
         for m in self._modules.values():
             x = m(x)
         return x
@@ -206,6 +239,7 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module: Module) -> "ModuleList":
+        """Add ``module`` at the end (registered under its index); returns self."""
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -243,10 +277,13 @@ class ModuleDict(Module):
         return len(self._modules)
 
     def keys(self) -> Any:
+        """The module names, in insertion order."""
         return self._modules.keys()
 
     def items(self) -> Any:
+        """The (name, module) pairs, in insertion order."""
         return self._modules.items()
 
     def values(self) -> Any:
+        """The modules, in insertion order."""
         return self._modules.values()

@@ -11,7 +11,13 @@ from ..tensor import Tensor
 @no_grad()
 def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float) -> Tensor:
     """Scale all gradients so their global 2-norm is at most ``max_norm``; returns the norm
-    before clipping (as a 0-d tensor, like PyTorch)."""
+    before clipping (as a 0-d tensor, like PyTorch).
+
+    >>> from tinygrad_lm import Tensor
+    >>> p = Tensor([0.0, 0.0], requires_grad=True); p.grad = Tensor([3.0, 4.0])
+    >>> clip_grad_norm_([p], 1.0).item(), [round(v, 4) for v in p.grad.tolist()]
+    (5.0, [0.6, 0.8])
+    """
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:

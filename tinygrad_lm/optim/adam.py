@@ -13,7 +13,14 @@ from .optimizer import Optimizer
 class Adam(Optimizer):
     """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-    Adam adds ``weight_decay * p`` to g; AdamW instead multiplies p by (1 - lr wd) first."""
+    Adam adds ``weight_decay * p`` to g; AdamW instead multiplies p by (1 - lr wd) first.
+
+    >>> from tinygrad_lm import Tensor
+    >>> p = Tensor([1.0, -1.0], requires_grad=True)
+    >>> opt = Adam([p], lr=0.1); p.sum().backward(); opt.step()
+    >>> [round(v, 4) for v in p.tolist()]  # the first step moves each element by about lr
+    [0.9, -1.1]
+    """
 
     decoupled = False
 
@@ -29,6 +36,7 @@ class Adam(Optimizer):
 
     @no_grad()
     def step(self) -> None:
+        """One Adam (or AdamW) update of every parameter that has a gradient."""
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                            group["weight_decay"])

@@ -20,6 +20,7 @@ class LRScheduler:
         self._apply()
 
     def lr_at(self, base_lr: float, step: int) -> float:
+        """The learning rate of ``step`` for a group whose initial lr is ``base_lr``."""
         raise NotImplementedError
 
     def _apply(self) -> None:
@@ -27,16 +28,20 @@ class LRScheduler:
             group["lr"] = self.lr_at(base, self.last_step)
 
     def step(self) -> None:
+        """Advance one step and set every group's ``lr`` for it."""
         self.last_step += 1
         self._apply()
 
     def get_last_lr(self) -> list[float]:
+        """The current lr of every parameter group."""
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
+        """The step counter and initial lrs, to resume the schedule."""
         return {"last_step": self.last_step, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved and set the lrs for that step."""
         self.last_step = int(state["last_step"])
         self.base_lrs = [float(x) for x in state["base_lrs"]]
         self._apply()
@@ -55,7 +60,14 @@ class LambdaLR(LRScheduler):
 
 class CosineWarmup(LRScheduler):
     """Linear warm-up from 0 to base_lr over ``warmup`` steps, cosine decay to ``min_lr`` at
-    ``max_iters``, then constant ``min_lr`` (nanoGPT's schedule)."""
+    ``max_iters``, then constant ``min_lr`` (nanoGPT's schedule).
+
+    >>> from tinygrad_lm import Tensor
+    >>> from tinygrad_lm.optim import SGD
+    >>> sched = CosineWarmup(SGD([Tensor([0.0], requires_grad=True)], lr=1.0), 1, 3, 0.0)
+    >>> [round(sched.lr_at(1.0, s), 4) for s in range(5)]
+    [0.5, 1.0, 0.5, 0.0, 0.0]
+    """
 
     def __init__(self, optimizer: Optimizer, warmup: int, max_iters: int, min_lr: float) -> None:
         if warmup < 0 or max_iters < 0:

@@ -23,6 +23,7 @@ class Optimizer:
             self.add_param_group(group)
 
     def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group: a dict with ``params`` and hyperparameters (missing ones: the defaults)."""
         group = dict(group)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
@@ -46,11 +47,13 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: invalid weight_decay {group['weight_decay']}")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (to None, or to zeros if ``set_to_none`` is False)."""
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None if set_to_none or p.grad is None else Tensor.zeros_like(p.grad)
 
     def step(self) -> None:
+        """Update every parameter once from its ``.grad``; subclasses implement the rule."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,14 @@ from .optimizer import Optimizer
 
 class SGD(Optimizer):
     """PyTorch's update: g = grad + wd p; b = mu b + (1 - dampening) g (b = g at the first
-    step); g = g + mu b if nesterov else b; p -= lr g."""
+    step); g = g + mu b if nesterov else b; p -= lr g.
+
+    >>> from tinygrad_lm import Tensor
+    >>> p = Tensor([1.0, 2.0], requires_grad=True)
+    >>> opt = SGD([p], lr=0.5); (p * p).sum().backward(); opt.step()
+    >>> p.tolist()  # p - 0.5 * 2p
+    [0.0, 0.0]
+    """
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> None:
@@ -23,6 +30,7 @@ class SGD(Optimizer):
 
     @no_grad()
     def step(self) -> None:
+        """One SGD update of every parameter that has a gradient."""
         for group in self.param_groups:
             lr, mu, damp = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov = group["weight_decay"], group["nesterov"]
