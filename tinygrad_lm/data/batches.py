@@ -140,13 +140,6 @@ class TokenDataset:
         return Batcher(self.splits[split], batch_size, block_size, rng, name=split)
 
     def batch_at(self, split: str, batch_size: int, block_size: int,
-                 key: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The batch drawn by a generator seeded with `key` (e.g. ``(seed, step)``): a pure
-        function of its arguments, so a resumed run needs no generator state at all."""
-        return self.batcher(split, batch_size, block_size,
-                            np.random.default_rng(key)).next_batch()
-
-    def batch_at(self, split: str, batch_size: int, block_size: int,
                  key: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The batch drawn by a generator seeded with ``key`` (e.g. ``(seed, step)``): the
         batch of a given step is the same whatever ran before, so resumed runs repeat it."""
