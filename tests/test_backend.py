@@ -19,10 +19,11 @@ from tinygrad_lm import backend
 PACKAGE = Path(tl.__file__).resolve().parent
 # Modules allowed to import NumPy: the backend and global config; the Tensor's host-side
 # conversions; the float64 gradient checker and its table of checks (host-side inputs);
-# the file format; the data package (tokenizers, batches on the host); and the package
-# __init__, which only re-exports NumPy's dtype objects as tl.float32 etc.
+# the file format; the data package (tokenizers, batches on the host); the MPI transport,
+# which sends host buffers; and the package __init__, which only re-exports NumPy's dtype
+# objects as tl.float32 etc.
 NUMPY_ALLOWED = {"backend.py", "config.py", "tensor.py", "gradcheck.py", "serialization.py",
-                 "checks.py", "__init__.py"}
+                 "checks.py", "distributed.py", "__init__.py"}
 
 
 def _imports_numpy(path: Path) -> bool:

@@ -32,9 +32,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        ("n-layer", int), ("n-head", int), ("n-embd", int), ("dropout", float),
                        ("lr", float), ("min-lr", float), ("warmup", int), ("weight-decay", float),
                        ("grad-clip", float), ("eval-interval", int), ("eval-iters", int),
-                       ("seed", int), ("sample-tokens", int)]:
+                       ("seed", int), ("sample-tokens", int), ("grad-accum", int)]:
         p.add_argument(f"--{flag}", type=kind, default=None)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--ddp", action="store_true", help="data-parallel over the ranks started by "
+                   "`mpirun -n N tinygrad-lm train --ddp` (MPI on cpu, NCCL on cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -65,6 +67,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    """``tinygrad-lm bench``: the GPT step (or per-op) benchmark against PyTorch."""
     from benchmarks import bench_gpt, bench_ops
 
     argv = ["--device", *args.device] + (["--json", args.json] if args.json else []) + \
@@ -83,6 +86,7 @@ def _gradcheck_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_gradcheck(args: argparse.Namespace) -> int:
+    """``tinygrad-lm gradcheck``: the table of numerical gradient checks; 1 if any fails."""
     from .checks import format_results, run_all
 
     results = run_all(args.op, second_order=not args.no_second_order)
@@ -95,6 +99,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``tinygrad-lm train``: the preset overridden by the given flags, then a sample."""
     from .sample import generate_text
     from .train import PRESETS, TrainConfig, train
 
@@ -105,7 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
             values[field.name] = given
     cfg = TrainConfig(**values)
     trainer = train(cfg)
-    if cfg.sample_tokens > 0:
+    if cfg.sample_tokens > 0 and trainer.is_main:
         print("--- sample ---", file=sys.stderr)
         model = trainer.model.eval()
         print(generate_text(model, trainer.tokenizer, "\n", cfg.sample_tokens, seed=cfg.seed))
@@ -113,6 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    """``tinygrad-lm sample``: text from the checkpoint in ``--out``, on stdout only."""
     from .sample import generate_text, load_model
 
     model, tokenizer = load_model(args.out, args.device)
@@ -123,6 +129,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="tinygrad-lm", description="Train and sample tiny GPT "
                                      "language models with a NumPy/CuPy autograd engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tinygrad-lm``; returns the exit status (2 for a usage error)."""
+    from . import distributed
     from .train import TrainingError
 
     parser = build_parser()
@@ -143,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        if distributed.get_world_size() > 1:  # the other ranks would wait for this one forever
+            distributed.abort(f"{args.command}: error: {exc}", status=2)
         print(f"tinygrad-lm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

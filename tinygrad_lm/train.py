@@ -7,13 +7,17 @@ clipping, periodic evaluation, and a checkpoint dict holding everything needed t
 Every random draw of iteration ``i`` (its batch, its dropout masks) comes from generators
 seeded with ``(seed, i)``, so a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have.
+
+A step may be split into micro-batches: ``grad_accum`` on each of ``world_size`` data-parallel
+ranks (``--ddp`` under ``mpirun``). Micro-batch ``k = rank * grad_accum + m`` is drawn with
+the key ``(seed, 0, i, k)`` (micro-batch 0 is the single-process batch), so one process with
+``grad_accum=2`` and two ranks with ``grad_accum=1`` train on the same data.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import backend, nn, optim
+from . import backend, distributed, nn, optim
 from .config import no_grad
 from .data import batches, corpora
 from .models.gpt import GPT, GPTConfig
@@ -60,6 +64,8 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 20
     seed: int = 1337
+    grad_accum: int = 1  # micro-batches per step on each rank, their gradients summed
+    ddp: bool = False  # data-parallel over the ranks started by mpirun
     sample_tokens: int = 300
     resume: bool = False
     quiet: bool = False
@@ -95,20 +101,31 @@ class Trainer:
     """Owns the model, optimizer, data and logs of one run."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] | None = None) -> None:
+        if cfg.grad_accum < 1:
+            raise ValueError(f"grad_accum must be at least 1, not {cfg.grad_accum}")
         self.cfg = cfg
+        self.group = (distributed.init_process_group(device=cfg.device) if cfg.ddp
+                      else distributed.ProcessGroup("single", 0, 1))
+        self.is_main = self.group.rank == 0  # only rank 0 writes files and progress
         self.log = log or (lambda text: print(text, file=sys.stderr))  # stdout is for samples
+        if not self.is_main:
+            self.log = lambda text: None
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = backend.get_device(cfg.device)
         checkpoint = self._read_checkpoint() if cfg.resume else None
-        self.dataset = batches.prepare_corpus(cfg.data, self.out / "data", cfg.tokenizer,
-                                              cfg.vocab_size)
+        if self.is_main:  # rank 0 writes the token files, then the other ranks open them
+            self.dataset = self._prepare_data()
+        self.group.barrier()
+        if not self.is_main:
+            self.dataset = self._prepare_data()
         self.tokenizer = self.dataset.tokenizer
         self.model_config = GPTConfig(block_size=cfg.block_size, vocab_size=self.tokenizer.vocab_size,
                                       n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                                       dropout=cfg.dropout, bias=cfg.bias)
         backend.manual_seed(cfg.seed)
         self.model = GPT(self.model_config).to(self.device)
+        self.ddp = distributed.DistributedDataParallel(self.model, self.group)
         self.optimizer = configure_optimizer(self.model, cfg)
         self.scheduler = optim.lr_scheduler.CosineWarmup(self.optimizer, cfg.warmup,
                                                          cfg.max_iters, cfg.min_lr)
@@ -119,6 +136,10 @@ class Trainer:
 
     # -------------------------------------------------------------- data and evaluation
 
+    def _prepare_data(self) -> batches.TokenDataset:
+        cfg = self.cfg
+        return batches.prepare_corpus(cfg.data, self.out / "data", cfg.tokenizer, cfg.vocab_size)
+
     def get_batch(self, split: str, key: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         """A random (x, y) batch of token ids, y shifted by one, drawn by a generator seeded
         with ``key`` (so the batch of a given step never depends on what ran before it)."""
@@ -128,21 +149,23 @@ class Trainer:
     @no_grad()
     def estimate_loss(self) -> dict[str, float]:
         """Mean loss over ``eval_iters`` batches of each split (the same batches every time,
-        so evaluations are comparable across a run)."""
+        so evaluations are comparable across a run; data-parallel ranks share them out)."""
         self.model.eval()
-        losses = {}
+        totals = []
         for split in ("train", "val"):
             total = 0.0
-            for k in range(self.cfg.eval_iters):
+            for k in distributed.shard(range(self.cfg.eval_iters), self.group):
                 x, y = self.get_batch(split, (self.cfg.seed, 1, k))
                 total += self.model(x, y)[1].item()
-            losses[split] = total / self.cfg.eval_iters
+            totals.append(total)
+        train, val = self.group.all_reduce_floats(totals, "sum")
         self.model.train()
-        return losses
+        return {"train": train / self.cfg.eval_iters, "val": val / self.cfg.eval_iters}
 
     # -------------------------------------------------------------- checkpoints
 
     def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: weights, optimizer, schedule, tokenizer."""
         return {
             "format": "tinygrad_lm.gpt-checkpoint",
             "model": dict(self.model.state_dict()),
@@ -172,41 +195,51 @@ class Trainer:
         self.log(f"resumed from {self.out / CHECKPOINT} at iteration {self.iter}")
 
     def save(self, name: str = CHECKPOINT) -> None:
-        save(self.checkpoint(), self.out / name)
+        """Write the checkpoint atomically into ``out`` (rank 0 only)."""
+        if self.is_main:
+            save(self.checkpoint(), self.out / name)
 
     # -------------------------------------------------------------- the loop
 
     def _record(self, entry: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
         with open(self.out / METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
-    def step(self) -> float:
-        """One optimisation step; returns the training loss."""
+    def step(self, interrupted: bool = False) -> tuple[float, bool]:
+        """One optimisation step over every micro-batch of every rank. Returns the mean
+        training loss and whether any rank was interrupted (all ranks then stop together)."""
         cfg = self.cfg
-        backend.manual_seed(cfg.seed * 1_000_003 + self.iter)  # this step's dropout masks
-        x, y = self.get_batch("train", (cfg.seed, 0, self.iter))
-        _, loss = self.model(x, y)
-        value = loss.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for m in range(cfg.grad_accum):
+            k = self.group.rank * cfg.grad_accum + m
+            backend.manual_seed(cfg.seed * 1_000_003 + self.iter * 1_009 + k)  # dropout masks
+            x, y = self.get_batch("train", (cfg.seed, 0, self.iter) + ((k,) if k else ()))
+            _, loss = self.model(x, y)
+            total += loss.item()
+            (loss * (1.0 / cfg.grad_accum)).backward()  # d(mean of micro-losses)
+        value, stop = self.group.all_reduce_floats([total / cfg.grad_accum, float(interrupted)])
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at iteration {self.iter}; the last "
                                 f"good checkpoint is kept in {self.out}. Try a lower --lr.")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.ddp.all_reduce_gradients()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.iter += 1
-        return value
+        return value, stop > 0
 
     def run(self, until: int | None = None) -> dict[str, float]:
         """Train to ``max_iters`` (or stop early at iteration ``until``), then evaluate and
         save a checkpoint. Ctrl-C finishes the current step, saves a checkpoint and
         raises KeyboardInterrupt (a second Ctrl-C stops at once)."""
         cfg = self.cfg
-        progress = Progress(cfg.max_iters, enabled=not cfg.quiet)
-        tokens_per_step = cfg.batch_size * cfg.block_size
-        interrupted = []
+        progress = Progress(cfg.max_iters, enabled=not cfg.quiet and self.is_main)
+        tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * self.group.world_size
+        interrupted: list[int] = []
 
         def on_interrupt(signum: int, frame: Any) -> None:
             if interrupted:
@@ -217,16 +250,17 @@ class Trainer:
         try:
             losses: dict[str, float] = {}
             stop = cfg.max_iters if until is None else min(until, cfg.max_iters)
-            while self.iter < stop and not interrupted:
+            stopping = False
+            while self.iter < stop and not stopping:
                 if self.iter % cfg.eval_interval == 0:
                     losses = self._evaluate(progress)
                 started = time.perf_counter()
-                loss = self.step()
+                loss, stopping = self.step(bool(interrupted))
                 elapsed = time.perf_counter() - started
                 self._record({"iter": self.iter, "loss": loss,
                               "lr": self.optimizer.param_groups[0]["lr"], "ms": round(elapsed * 1e3, 3)})
                 progress.update(self.iter, loss, tokens_per_step / elapsed)
-            if interrupted:
+            if stopping:
                 progress.close()
                 self.save()
                 self.log(f"interrupted at iteration {self.iter}: checkpoint saved to "
@@ -259,6 +293,7 @@ class Progress:
         self.last_line = time.perf_counter()
 
     def update(self, it: int, loss: float, tokens_per_s: float) -> None:
+        """Show iteration ``it``'s loss and speed."""
         if not self.enabled:
             return
         text = f"iter {it}/{self.total} loss {loss:.4f} {tokens_per_s:,.0f} tok/s"
@@ -272,10 +307,12 @@ class Progress:
             sys.stderr.write(text + "\n")
 
     def message(self, text: str) -> None:
+        """Print a line of its own (an evaluation) without breaking the bar."""
         if self.enabled:
             sys.stderr.write(("\r" if self.tty else "") + text + (" " * 20 if self.tty else "") + "\n")
 
     def close(self) -> None:
+        """End the bar's line."""
         if self.enabled and self.tty:
             sys.stderr.write("\n")
 
@@ -315,15 +352,15 @@ def plot_losses(out: Path) -> Path | None:
 
 def train(cfg: TrainConfig) -> Trainer:
     """Run training as configured; returns the Trainer (model, losses, paths)."""
-    if not cfg.resume and (Path(cfg.out) / METRICS).exists():
-        os.remove(Path(cfg.out) / METRICS)  # a fresh run starts a fresh log
+    if not cfg.resume:
+        (Path(cfg.out) / METRICS).unlink(missing_ok=True)  # a fresh run starts a fresh log
     trainer = Trainer(cfg)
     started = time.perf_counter()
     losses = trainer.run()
     trainer.log(f"done: {trainer.iter} iterations in {time.perf_counter() - started:.1f} s, "
                 f"train loss {losses['train']:.4f}, val loss {losses['val']:.4f}; "
                 f"checkpoints in {trainer.out}")
-    plot = plot_losses(trainer.out)
+    plot = plot_losses(trainer.out) if trainer.is_main else None
     if plot is not None:
         trainer.log(f"loss curve: {plot}")
     return trainer
