@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinygrad_lm as tl
-from tinygrad_lm import distributed, nn
+from tinygrad_lm import backend, distributed, nn
 from tinygrad_lm.distributed import DistributedDataParallel, ProcessGroup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +189,34 @@ def test_two_rank_training_matches_one_rank_with_grad_accumulation(tmp_path):
         assert va == pytest.approx(vb, rel=1e-5), (ia, ka)
     assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.suffix == ".tlm") == \
         ["ckpt.tlm", "ckpt_best.tlm"]
+
+
+def test_a_cpu_rank_keeps_the_cpu_device(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1")
+    assert distributed.local_rank() == 1
+    assert distributed.device_for_rank("cpu").name == "cpu"
+    monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_RANK")
+    assert distributed.local_rank() == 0
+
+
+def test_nccl_collectives_on_one_gpu(device):
+    """The NCCL path with world size 1: the collectives run on the GPU and change nothing."""
+    if device == "cpu":
+        pytest.skip("the NCCL path needs a GPU")
+    distributed.destroy_process_group()
+    try:
+        group = distributed.init_process_group("nccl", device=device)
+        assert group.backend == "nccl" and group.world_size == 1
+        xp = backend.get_device(device).xp
+        a = xp.arange(6, dtype=xp.float32)
+        group._nccl_collective(a, "allReduce")  # world size 1 skips it in all_reduce
+        group._nccl_collective(a, "bcast", 0)
+        xp.cuda.get_current_stream().synchronize()
+        assert a.tolist() == [0, 1, 2, 3, 4, 5]
+        assert distributed.device_for_rank("cuda").name == "cuda:0"
+        model = DistributedDataParallel(nn.Linear(3, 2).to(device))
+        model(tl.randn(4, 3, device=device)).sum().backward()
+        model.all_reduce_gradients()
+        assert model.module.weight.grad.device == device
+    finally:
+        distributed.destroy_process_group()

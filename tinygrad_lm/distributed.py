@@ -30,6 +30,7 @@ from .config import no_grad
 from .tensor import Tensor
 
 _LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
+_LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
 _INSTALL_HINT = ("install MPI (Debian/Ubuntu: `apt-get install openmpi-bin libopenmpi-dev`) "
                  "and mpi4py (`pip install 'tinygrad-lm[distributed]'`)")
 
@@ -121,6 +122,23 @@ _group: ProcessGroup | None = None
 
 def _launched_by_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARIABLES)
+
+
+def local_rank() -> int:
+    """This process's rank among the ranks on its own host (0 without a launcher)."""
+    for name in _LOCAL_RANK_VARIABLES:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def device_for_rank(spec: Any = None) -> backend.Device:
+    """The device this rank should use: a bare ``"cuda"`` becomes the GPU numbered by the
+    local rank (modulo the GPUs present), so the ranks of one host share out its GPUs."""
+    dev = backend.get_device(spec)
+    if dev.xp is np or (spec is not None and ":" in str(spec)):
+        return dev
+    return backend.get_device(f"cuda:{local_rank() % dev.xp.cuda.runtime.getDeviceCount()}")
 
 
 def init_process_group(backend_name: str | None = None, device: Any = None) -> ProcessGroup:

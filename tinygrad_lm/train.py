@@ -104,7 +104,9 @@ class Trainer:
         if cfg.grad_accum < 1:
             raise ValueError(f"grad_accum must be at least 1, not {cfg.grad_accum}")
         self.cfg = cfg
-        self.group = (distributed.init_process_group(device=cfg.device) if cfg.ddp
+        self.device = distributed.device_for_rank(cfg.device) if cfg.ddp else \
+            backend.get_device(cfg.device)
+        self.group = (distributed.init_process_group(device=self.device) if cfg.ddp
                       else distributed.ProcessGroup("single", 0, 1))
         self.is_main = self.group.rank == 0  # only rank 0 writes files and progress
         self.log = log or (lambda text: print(text, file=sys.stderr))  # stdout is for samples
@@ -112,7 +114,6 @@ class Trainer:
             self.log = lambda text: None
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = backend.get_device(cfg.device)
         checkpoint = self._read_checkpoint() if cfg.resume else None
         if self.is_main:  # rank 0 writes the token files, then the other ranks open them
             self.dataset = self._prepare_data()
