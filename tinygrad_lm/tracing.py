@@ -129,7 +129,7 @@ def format_event(event: TraceEvent) -> str:
     indent = "    " * event.depth
     arrow = "dout " if event.phase == "backward" else ""
     shapes = f"{arrow}{', '.join(event.inputs)} -> {', '.join(event.outputs)}"
-    return (f"{indent}{event.phase:<8}  {event.op:<22} {shapes:<60} "
+    return (f"{indent}{event.phase:<8}  {event.op:<18} {shapes:<50} "
             f"{event.seconds * 1e6:9.1f} µs")
 
 
