@@ -1,4 +1,4 @@
-"""The command line: ``tinygrad-lm {train,sample,bench,gradcheck}`` (also ``python -m tinygrad_lm``).
+"""The command line: ``tinygrad-lm {train,sample,bench,gradcheck,graph}`` (also ``python -m tinygrad_lm``).
 
 Expected failures (a missing file, a bad flag value, an unknown character in a prompt) print
 one clear line on stderr and exit with status 2; they never show a traceback.
@@ -128,6 +128,35 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="draw the autograd graph of a tiny GPT's loss",
+                       description="Draw the graph behind a tiny GPT's loss (ops, shapes, "
+                       "dtypes, gradients) as SVG or Graphviz DOT, chosen by the file suffix. "
+                       "Uses Graphviz's `dot` when installed, else its own layout.")
+    p.add_argument("--output", "-o", default="gpt_graph.svg", help="a .svg or .dot file "
+                   "(default: gpt_graph.svg)")
+    p.add_argument("--n-layer", type=int, default=1, help="transformer blocks (default: 1)")
+    p.add_argument("--no-grads", action="store_true", help="draw before backward: no gradients")
+    p.add_argument("--no-graphviz", action="store_true", help="use the built-in layout even "
+                   "when Graphviz is installed")
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    """``tinygrad-lm graph``: the autograd graph of a tiny GPT's loss, drawn to a file."""
+    from . import backend, viz
+
+    if args.n_layer < 1:
+        raise ValueError(f"--n-layer must be at least 1, not {args.n_layer}")
+    backend.manual_seed(0)
+    loss, params = viz.tiny_gpt_loss(args.n_layer)
+    if not args.no_grads:
+        loss.backward(retain_graph=True)  # keep the graph so it can still be drawn
+    path = viz.draw(loss, args.output, params={**params, "loss": loss},
+                    show_grads=not args.no_grads, use_graphviz=False if args.no_graphviz else None)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="tinygrad-lm", description="Train and sample tiny GPT "
@@ -137,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _bench_parser(sub)
     _gradcheck_parser(sub)
+    _graph_parser(sub)
     return parser
 
 
@@ -148,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": run_train, "sample": run_sample, "bench": run_bench,
-                "gradcheck": run_gradcheck}
+                "gradcheck": run_gradcheck, "graph": run_graph}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:
