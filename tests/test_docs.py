@@ -173,7 +173,7 @@ def test_every_composed_method_has_a_derivation() -> None:
 
 
 def test_relative_links_resolve() -> None:
-    pages = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+    pages = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
     assert {p.name for p in pages} >= {*ENGINE_DOCS, "README.md"}
     broken = {p.name: _broken_links(p) for p in pages}
     assert not any(broken.values()), f"broken links: { {k: v for k, v in broken.items() if v} }"
