@@ -15,6 +15,8 @@ from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .serialization import load, save
 from .tensor import Tensor, cat, stack, where
 from .tracing import trace
+from . import parallel  # noqa: F401  (tunes malloc for big arrays at import)
+from .parallel import set_num_threads
 
 from . import nn, optim  # noqa: E402  (built on the names above)
 
@@ -31,5 +33,5 @@ __all__ = [
     "Tensor", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
     "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "cat", "stack", "where", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
-    "rand", "arange", "save", "load", "trace", "nn", "optim", "float16", "float32", "float64", "int32", "int64", "bool_",
+    "rand", "arange", "save", "load", "trace", "set_num_threads", "nn", "optim", "float16", "float32", "float64", "int32", "int64", "bool_",
 ]

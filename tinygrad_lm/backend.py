@@ -169,28 +169,33 @@ def _add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     target[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
-def erf(x: Any) -> Any:
-    """The error function, elementwise, accurate to the precision of ``x``'s dtype."""
+def erf(x: Any, out: Any = None) -> Any:
+    """The error function, elementwise, accurate to the precision of ``x``'s dtype (into
+    ``out`` when given, a contiguous array of ``x``'s shape and dtype)."""
     xp = device_of(x).xp
     if x.ndim == 0:  # the NumPy paths compute in place, which a 0-d result (a scalar) cannot
         return erf(xp.asarray(x).reshape(1)).reshape(())
     if xp is not np:
         import cupyx.scipy.special
 
-        return cupyx.scipy.special.erf(x)
+        return cupyx.scipy.special.erf(x, out=out)
     if x.dtype == np.float64:
-        return _erf_float64(x)
-    return _erf_fast(x)
+        result = _erf_float64(x)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    return _erf_fast(x, out)
 
 
-def _erf_fast(x: np.ndarray) -> np.ndarray:
+def _erf_fast(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half.
-    Evaluated in place in two buffers: this sits on the GELU hot path."""
+    Evaluated in place in two buffers and ``out``: this sits on the GELU hot path."""
     a = np.abs(x)
     t = np.multiply(a, x.dtype.type(0.3275911))
     t += 1
     np.reciprocal(t, out=t)
-    poly = np.multiply(t, x.dtype.type(1.061405429))
+    poly = np.multiply(t, x.dtype.type(1.061405429), out=out)
     for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
         poly += x.dtype.type(coefficient)
         poly *= t

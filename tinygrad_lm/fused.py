@@ -9,15 +9,25 @@ for (``create_graph=True``). Derivations: docs/layers.md.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
-from . import backend
+from . import backend, parallel
 from .autograd import Function
 from .tensor import Tensor, where
 
 
 def _xp(array: Any) -> Any:
     return backend.device_of(array).xp
+
+
+def _by_blocks(xp: Any, rows: int, row_elements: int, fn: Callable[[slice], None],
+               uses_blas: bool = False) -> None:
+    """``fn`` over blocks of rows on the CPU's threads (parallel.py); on a GPU, one call over
+    all the rows (a kernel is already parallel)."""
+    if xp is not backend.CPU.xp:
+        fn(slice(None))
+    else:
+        parallel.for_blocks(rows, parallel.rows_per_block(row_elements), fn, uses_blas)
 
 
 def _softmax(x: Any, axis: int) -> Any:
@@ -150,6 +160,22 @@ class LayerNorm(Function):
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
+def _batch_block(array: Any, i: slice, ndim: int) -> Any:
+    """The rows ``i`` of a mask that may or may not have the batch axis of ``ndim``-d scores."""
+    return array[i] if array.ndim == ndim and array.shape[0] != 1 else array
+
+
+def _by_batch_blocks(xp: Any, q: Any, k: Any, v: Any, fn: Callable[[slice], None]) -> None:
+    """``fn`` over blocks of the leading (batch) axis, when q, k and v all have it unbroadcast;
+    otherwise one call over everything."""
+    if q.ndim < 3 or not q.shape[0] == k.shape[0] == v.shape[0] or \
+            not q.ndim == k.ndim == v.ndim:
+        fn(slice(None))
+        return
+    per_item = q.size // q.shape[0] // q.shape[-1] * k.shape[-2]  # scores per batch item
+    _by_blocks(xp, q.shape[0], per_item, fn, uses_blas=True)
+
+
 class Gelu(Function):
     """Exact: y = x Phi(x), dy/dx = Phi(x) + x phi(x). Tanh form: y = x (1 + tanh u) / 2 with
     u = sqrt(2/pi) (x + 0.044715 x^3), dy/dx = (1 + t)/2 + x (1 - t^2) u'(x) / 2."""
@@ -161,11 +187,19 @@ class Gelu(Function):
             t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1.0 + t)
-        cdf = backend.erf(x * x.dtype.type(1.0 / math.sqrt(2.0)))
-        cdf += 1
-        cdf *= 0.5
+        x = x if x.flags.c_contiguous else xp.ascontiguousarray(x)  # (which makes 0-d 1-d)
+        flat, out, cdf = x.reshape(-1), xp.empty_like(x), xp.empty_like(x)
+        out_flat, cdf_flat = out.reshape(-1), cdf.reshape(-1)
+
+        def block(i: slice) -> None:  # Phi(x) = (1 + erf(x / sqrt 2)) / 2, then x Phi(x)
+            c = backend.erf(flat[i] * x.dtype.type(1.0 / math.sqrt(2.0)), out=cdf_flat[i])
+            c += 1
+            c *= 0.5
+            xp.multiply(flat[i], c, out=out_flat[i])
+
+        _by_blocks(xp, x.size, 1, block)
         ctx.save_for_backward(x, cdf)
-        return x * cdf
+        return out
 
     @staticmethod
     def backward(ctx, dout):
@@ -174,14 +208,20 @@ class Gelu(Function):
         if ctx.kwargs["approximate"] == "tanh":
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
-        grad = xp.multiply(x, x, out=xp.empty_like(x))  # then, in place: x pdf(x) + cdf(x)
-        grad *= -0.5
-        xp.exp(grad, out=grad)
-        grad *= x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
-        grad *= x
-        grad += saved
-        grad *= dout
-        return grad
+        flat, cdf, dout = x.reshape(-1), saved.reshape(-1), dout.reshape(-1)
+        grad = xp.empty_like(flat)
+
+        def block(i: slice) -> None:  # dout * (x pdf(x) + cdf(x)), in place in grad[i]
+            g = xp.multiply(flat[i], flat[i], out=grad[i])
+            g *= -0.5
+            xp.exp(g, out=g)
+            g *= x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
+            g *= flat[i]
+            g += cdf[i]
+            g *= dout[i]
+
+        _by_blocks(xp, flat.size, 1, block)
+        return grad.reshape(x.shape)
 
     @staticmethod
     def reference(x: Tensor, approximate: str) -> Tensor:
@@ -194,20 +234,32 @@ class Gelu(Function):
 class Attention(Function):
     """O = dropout(softmax(q k^T * scale + mask)) v over the last two axes, batched.
     With P the attention weights and dS the gradient of the scores:
-    dv = P^T dO, dP = dO v^T, dS = P * (dP - sum(dP * P)), dq = dS k * scale, dk = dS^T q * scale."""
+    dv = P^T dO, dP = dO v^T, dS = P * (dP - sum(dP * P)), dq = dS k * scale, dk = dS^T q * scale.
+
+    On the CPU both passes go through the batch in blocks on the thread pool: one block's
+    scores stay in the cache through the whole softmax, and the blocks' matmuls and
+    elementwise work run on all cores (``parallel.py``).
+    """
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale, keep):
         xp = _xp(q)
-        scores = q @ xp.swapaxes(k, -1, -2)
-        scores *= scale
-        if mask is not None:
-            scores += mask
-        weights = _softmax(scores, -1)
+        weights = xp.empty(q.shape[:-1] + (k.shape[-2],), q.dtype)
+        out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)
+
+        def block(i: slice) -> None:
+            scores = xp.matmul(q[i], xp.swapaxes(k[i], -1, -2), out=weights[i])
+            scores *= scale
+            if mask is not None:
+                scores += _batch_block(mask, i, q.ndim)
+            scores -= scores.max(axis=-1, keepdims=True)  # softmax, in place
+            xp.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            xp.matmul(scores if keep is None else scores * keep[i], v[i], out=out[i])
+
+        _by_batch_blocks(xp, q, k, v, block)
         ctx.save_for_backward(q, k, v, weights)
-        if keep is not None:
-            return (weights * keep) @ v
-        return weights @ v
+        return out
 
     @staticmethod
     def backward(ctx, dout):
@@ -215,19 +267,29 @@ class Attention(Function):
         xp = _xp(q)
         keep, scale = ctx.kwargs["keep"], ctx.kwargs["scale"]
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        dropped = weights * keep if keep is not None else weights
-        dv = xp.swapaxes(dropped, -1, -2) @ dout if need_v else None
-        if not (need_q or need_k):
-            return None, None, dv
-        dweights = dout @ xp.swapaxes(v, -1, -2)
-        if keep is not None:
-            dweights *= keep
-        dscores = dweights
-        dscores -= (dweights * weights).sum(axis=-1, keepdims=True)
-        dscores *= weights
-        dscores *= scale
-        dq = dscores @ k if need_q else None
-        dk = xp.swapaxes(dscores, -1, -2) @ q if need_k else None
+        dq = xp.empty_like(q) if need_q else None
+        dk = xp.empty_like(k) if need_k else None
+        dv = xp.empty_like(v) if need_v else None
+
+        def block(i: slice) -> None:
+            w = weights[i]
+            if need_v:
+                dropped = w if keep is None else w * keep[i]
+                xp.matmul(xp.swapaxes(dropped, -1, -2), dout[i], out=dv[i])
+            if not (need_q or need_k):
+                return
+            dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS in place
+            if keep is not None:
+                dscores *= keep[i]
+            dscores -= (dscores * w).sum(axis=-1, keepdims=True)
+            dscores *= w
+            dscores *= scale
+            if need_q:
+                xp.matmul(dscores, k[i], out=dq[i])
+            if need_k:
+                xp.matmul(xp.swapaxes(dscores, -1, -2), q[i], out=dk[i])
+
+        _by_batch_blocks(xp, q, k, v, block)
         return dq, dk, dv
 
     @staticmethod

@@ -1,0 +1,156 @@
+"""CPU threads for the hot paths: big arrays processed in cache-sized blocks on a thread pool.
+
+NumPy runs one elementwise op on one core, and a pass over a 100 MB array mostly waits for
+memory. Cutting the rows of such an array into blocks of a few hundred KB helps twice: each
+block's chain of ops (GELU's dozen passes, softmax's five) stays in the cache, and the blocks
+run on all cores at once, because NumPy releases the GIL inside its loops.
+
+Blocks whose work includes matmuls (attention) run with BLAS limited to one thread, so the
+threads do not fight over the cores with BLAS's own threads; where the BLAS library cannot
+be told that, those blocks run one after another on the calling thread.
+
+The thread count is ``TINYGRAD_LM_NUM_THREADS`` (default 1: OpenBLAS's own threads, still
+busy after each big matmul, slowed the pool's threads down in our measurements; see
+docs/benchmarks.md). CuPy arrays never come here.
+
+``tune_malloc`` keeps freed memory in the process: without it glibc hands big arrays back to
+the system on every free and page-faults them in again on the next step, which cost a fifth
+of a GPT training step.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
+
+from . import backend  # noqa: F401  (loads NumPy, and with it the BLAS library looked for below)
+
+BLOCK_ELEMENTS = 1 << 15
+"""Elements per block (128 KiB of float32): a block and its temporaries stay in L2."""
+
+
+def _default_threads() -> int:
+    value = os.environ.get("TINYGRAD_LM_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+_threads = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+
+
+def num_threads() -> int:
+    """Threads the CPU hot paths use."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for the CPU hot paths (1: everything on the calling thread)."""
+    global _threads, _pool
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, not {n}")
+    if _pool is not None and n != _threads:
+        _pool.shutdown()
+        _pool = None
+    _threads = int(n)
+
+
+def rows_per_block(row_elements: int) -> int:
+    """How many rows of ``row_elements`` elements make one block (at least one row)."""
+    return max(1, BLOCK_ELEMENTS // max(1, row_elements))
+
+
+def for_blocks(n: int, rows: int, fn: Callable[[slice], None], uses_blas: bool = False) -> None:
+    """Call ``fn(block)`` for the slices ``[0:rows], [rows:2 rows], ...`` of ``range(n)``.
+
+    ``fn`` must only write its own block of its outputs. With more than one thread the blocks
+    are shared out among the pool's threads (in order, so each thread walks through memory);
+    an exception in any block is raised here.
+    """
+    blocks = [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
+    threads = min(_threads, len(blocks))
+    if threads > 1 and uses_blas and _BLAS is None:
+        threads = 1
+    if threads <= 1:
+        for block in blocks:
+            fn(block)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="tinygrad_lm")
+    share = [blocks[i::threads] for i in range(threads)]
+
+    def run(mine: list[slice]) -> None:
+        for block in mine:
+            fn(block)
+
+    with blas_threads(1) if uses_blas else contextlib.nullcontext():
+        futures = [_pool.submit(run, mine) for mine in share[1:]]
+        run(share[0])  # the calling thread takes a share too
+        for future in futures:
+            future.result()
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+
+_BLAS_SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
+                 "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+
+
+def _find_blas() -> tuple[Any, Any] | None:
+    """OpenBLAS's ``set_num_threads`` and ``get_num_threads`` from the library NumPy loaded."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:  # not Linux: no control, blocks with matmuls run on one thread
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter in _BLAS_SETTERS:
+            getter = setter.replace("set_", "get_")
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                return getattr(lib, setter), getattr(lib, getter)
+    return None
+
+
+_BLAS = _find_blas()
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with BLAS using ``n`` threads (a no-op where BLAS cannot be told)."""
+    if _BLAS is None:
+        yield
+        return
+    set_threads, get_threads = _BLAS
+    previous = get_threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+
+
+# ----------------------------------------------------------------------------- malloc
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+
+
+def tune_malloc() -> bool:
+    """Ask glibc to serve big arrays from its heap (not fresh ``mmap``s) and to keep freed
+    memory for reuse; True when it took. ``TINYGRAD_LM_MALLOC=system`` leaves malloc alone."""
+    if os.environ.get("TINYGRAD_LM_MALLOC", "") == "system":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+MALLOC_TUNED = tune_malloc()
