@@ -9,23 +9,13 @@ create_graph=True)``, and ``tl.no_grad``, ending with linear regression by hand.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import tinygrad_lm as tl
 
-import tinygrad_lm as tl  # noqa: E402
-
-
-def check(ok: bool, what: str) -> None:
-    """Print a passed check; stop with exit status 1 at a failed one."""
-    if not ok:
-        sys.exit(f"FAILED: {what}")
-    print(f"  ok: {what}")
+from _tutorial import check  # this folder's shared helper
 
 
 def broadcasting() -> None:

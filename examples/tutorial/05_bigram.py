@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import tinygrad_lm as tl
+import tinygrad_lm.nn.functional as F
+from tinygrad_lm import nn, optim
+from tinygrad_lm.data import CharTokenizer, load_corpus
+from tinygrad_lm.data.batches import Batcher
+from tinygrad_lm.models.gpt import sample_next
 
-import tinygrad_lm as tl  # noqa: E402
-import tinygrad_lm.nn.functional as F  # noqa: E402
-from tinygrad_lm import nn, optim  # noqa: E402
-from tinygrad_lm.data import CharTokenizer, load_corpus  # noqa: E402
-from tinygrad_lm.data.batches import Batcher  # noqa: E402
-from tinygrad_lm.models.gpt import sample_next  # noqa: E402
-
-
-def check(ok: bool, what: str) -> None:
-    """Print a passed check; stop with exit status 1 at a failed one."""
-    if not ok:
-        sys.exit(f"FAILED: {what}")
-    print(f"  ok: {what}")
+from _tutorial import check  # this folder's shared helper
 
 
 def count_bigrams(ids: np.ndarray, vocab_size: int) -> np.ndarray:
