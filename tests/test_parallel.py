@@ -31,8 +31,11 @@ def test_blocks_cover_every_row_once(threads, n, rows):
 
     parallel.for_blocks(n, rows, fn)
     assert seen.tolist() == [1] * n
-    if threads == 1 or n <= rows:
-        assert names <= {threading.current_thread().name}
+    blocks = -(-n // rows)
+    if threads == 1 or blocks < threads * parallel.MIN_BLOCKS_PER_THREAD:
+        assert names == ({threading.current_thread().name} if n else set())
+    else:  # the calling thread and a pool thread share the blocks
+        assert len(names) == 2
 
 
 def test_an_error_in_a_block_is_raised_by_the_caller(threads):
@@ -42,6 +45,42 @@ def test_an_error_in_a_block_is_raised_by_the_caller(threads):
 
     with pytest.raises(ValueError, match="block 6 failed"):
         parallel.for_blocks(10, 2, fn)
+
+
+def _threads_in_a_fresh_process(code: str, **env: str) -> list[str]:
+    """What ``code`` prints, run in a new interpreter with ``env`` added to the environment."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OPENBLAS_THREAD_TIMEOUT", "TINYGRAD_LM_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+_REPORT = ("from tinygrad_lm import parallel; import os; "
+           "print(parallel.num_threads(), os.environ.get('OPENBLAS_THREAD_TIMEOUT'), "
+           "parallel._BLAS[1]() if parallel._BLAS else 1)")
+
+
+def test_imported_before_numpy_the_pool_uses_blas_threads():
+    threads, timeout, blas = _threads_in_a_fresh_process(_REPORT)
+    assert timeout == "18"
+    if parallel._BLAS is not None:
+        assert threads == blas
+
+
+def test_imported_after_numpy_the_pool_keeps_to_one_thread():
+    threads, timeout, _ = _threads_in_a_fresh_process("import numpy; " + _REPORT)
+    assert (threads, timeout) == ("1", "None")
+
+
+def test_the_thread_count_can_be_chosen():
+    threads, _, _ = _threads_in_a_fresh_process("import numpy; " + _REPORT,
+                                                TINYGRAD_LM_NUM_THREADS="3")
+    assert threads == "3"
 
 
 def test_set_num_threads_checks_its_argument():

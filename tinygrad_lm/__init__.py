@@ -6,7 +6,8 @@
 >>> x.grad.tolist()
 [[1.0, 0.0]]
 """
-import numpy as _np
+from . import parallel  # first: it sets OpenBLAS's spin time before NumPy loads OpenBLAS
+import numpy as _np  # noqa: E402
 
 from .autograd import Function, grad
 from .backend import manual_seed
@@ -15,7 +16,6 @@ from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .serialization import load, save
 from .tensor import Tensor, cat, stack, where
 from .tracing import trace
-from . import parallel  # noqa: F401  (tunes malloc for big arrays at import)
 from .parallel import set_num_threads
 
 from . import nn, optim  # noqa: E402  (built on the names above)

@@ -9,9 +9,13 @@ Blocks whose work includes matmuls (attention) run with BLAS limited to one thre
 threads do not fight over the cores with BLAS's own threads; where the BLAS library cannot
 be told that, those blocks run one after another on the calling thread.
 
-The thread count is ``TINYGRAD_LM_NUM_THREADS`` (default 1: OpenBLAS's own threads, still
-busy after each big matmul, slowed the pool's threads down in our measurements; see
-docs/benchmarks.md). CuPy arrays never come here.
+After each matmul OpenBLAS's threads spin, waiting for the next one, for about 2^28 cycles
+(a tenth of a second): long enough to take the cores away from the pool's threads. Imported
+before NumPy, this module shortens the spin to about 2^18 cycles
+(``OPENBLAS_THREAD_TIMEOUT=18``, unless the variable is already set): back-to-back matmuls
+still find the threads awake, and the pool then uses as many threads as BLAS does. When
+NumPy was loaded first the spin cannot be changed any more, and the pool keeps to one
+thread. ``TINYGRAD_LM_NUM_THREADS`` overrides the choice. CuPy arrays never come here.
 
 ``tune_malloc`` keeps freed memory in the process: without it glibc hands big arrays back to
 the system on every free and page-faults them in again on the next step, which cost a fifth
@@ -22,21 +26,39 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from . import backend  # noqa: F401  (loads NumPy, and with it the BLAS library looked for below)
+
+def _shorten_blas_spin() -> bool:
+    """Set OpenBLAS's spin time if OpenBLAS is not loaded yet; True when its threads will go
+    to sleep soon after each call (our setting, or one the user made)."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
+    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    return value.isdigit() and 1 <= int(value) <= 20
+
+
+BLAS_SPIN_IS_SHORT = _shorten_blas_spin()
+
+from . import backend  # noqa: E402,F401  (loads NumPy, and with it the BLAS library found below)
 
 BLOCK_ELEMENTS = 1 << 15
 """Elements per block (128 KiB of float32): a block and its temporaries stay in L2."""
 
+MIN_BLOCKS_PER_THREAD = 2
+"""Fewer blocks than this per thread run on the calling thread alone."""
+
 
 def _default_threads() -> int:
+    """``TINYGRAD_LM_NUM_THREADS``; else BLAS's thread count when its spin is short; else 1."""
     value = os.environ.get("TINYGRAD_LM_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, int(_BLAS[1]())) if BLAS_SPIN_IS_SHORT and _BLAS is not None else 1
 
 
-_threads = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -69,7 +91,8 @@ def for_blocks(n: int, rows: int, fn: Callable[[slice], None], uses_blas: bool =
     an exception in any block is raised here.
     """
     blocks = [slice(start, min(start + rows, n)) for start in range(0, n, rows)]
-    threads = min(_threads, len(blocks))
+    # handing blocks to another thread costs tens of microseconds: only worth it for a few each
+    threads = min(_threads, len(blocks) // MIN_BLOCKS_PER_THREAD)
     if threads > 1 and uses_blas and _BLAS is None:
         threads = 1
     if threads <= 1:
@@ -118,6 +141,7 @@ def _find_blas() -> tuple[Any, Any] | None:
 
 
 _BLAS = _find_blas()
+_threads = _default_threads()
 
 
 @contextlib.contextmanager
