@@ -73,6 +73,8 @@ CASES = [
     Case("layer_norm_plain", fused.LayerNorm, lambda r: _ln_inputs(r, False, False), eps=1e-3),
     Case("gelu", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="none"),
     Case("gelu_tanh", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="tanh"),
+    Case("linear", fused.Linear, lambda r: (_randn(r, 2, 3, 4), _randn(r, 5, 4), _randn(r, 5))),
+    Case("linear_no_bias_1d", fused.Linear, lambda r: (_randn(r, 4), _randn(r, 5, 4), None)),
     Case("attention", fused.Attention, _attn_inputs, mask=None, scale=0.5, keep=None),
     Case("attention_causal", fused.Attention, _attn_inputs, mask=_CAUSAL, scale=0.5, keep=None),
     Case("attention_dropout", fused.Attention, _attn_inputs, mask=_CAUSAL, scale=0.5,

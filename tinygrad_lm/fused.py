@@ -157,12 +157,55 @@ class LayerNorm(Function):
         return y + bias if bias is not None else y
 
 
+class Linear(Function):
+    """y = x W^T + b over the last axis of x, the leading axes folded into one GEMM;
+    dx = dout W, dW = dout^T x, db = sum of dout over the leading axes.
+
+    Composed, the product and the sum would be two nodes, and the graph would keep the
+    product alive until backward although nothing needs it; fused, the bias is added in
+    place and only x and W are kept.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        rows = x.reshape(-1, x.shape[-1])  # a view unless x is a non-contiguous view
+        out = rows @ weight.T
+        if bias is not None:
+            out += bias
+        ctx.save_for_backward(rows, weight)
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, dout):
+        rows, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dout_rows = dout.reshape(-1, dout.shape[-1])
+        dx = (dout_rows @ weight).reshape(dout.shape[:-1] + (weight.shape[1],)) if need_x else None
+        dw = dout_rows.T @ rows if need_w else None
+        db = dout_rows.sum(axis=0) if need_b else None
+        return dx, dw, db
+
+    @staticmethod
+    def reference(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        y = x @ weight.transpose(0, 1)
+        return y + bias if bias is not None else y
+
+
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def _batch_block(array: Any, i: slice, ndim: int) -> Any:
     """The rows ``i`` of a mask that may or may not have the batch axis of ``ndim``-d scores."""
     return array[i] if array.ndim == ndim and array.shape[0] != 1 else array
+
+
+def _scores(xp: Any, q: Any, k: Any, mask: Any, scale: float, i: slice) -> Any:
+    """q k^T * scale + mask for the batch rows ``i``, in a fresh array."""
+    scores = xp.matmul(q[i], xp.swapaxes(k[i], -1, -2))
+    scores *= scale
+    if mask is not None:
+        scores += _batch_block(mask, i, q.ndim)
+    return scores
 
 
 def _by_batch_blocks(xp: Any, q: Any, k: Any, v: Any, fn: Callable[[slice], None]) -> None:
@@ -236,43 +279,48 @@ class Attention(Function):
     With P the attention weights and dS the gradient of the scores:
     dv = P^T dO, dP = dO v^T, dS = P * (dP - sum(dP * P)), dq = dS k * scale, dk = dS^T q * scale.
 
-    On the CPU both passes go through the batch in blocks on the thread pool: one block's
-    scores stay in the cache through the whole softmax, and the blocks' matmuls and
-    elementwise work run on all cores (``parallel.py``).
+    The weights P have a row per query and a column per key: at block 256 they outweigh q, k
+    and v together. So forward keeps only each row's log-sum-exp L, and backward recomputes
+    P = exp(q k^T * scale + mask - L), one extra matmul for a fraction of the memory (as
+    flash attention does). On the CPU both passes go through the batch in blocks on the
+    thread pool: one block's scores stay in the cache through the whole softmax, and the
+    blocks' matmuls and elementwise work run on all cores (``parallel.py``).
     """
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale, keep):
         xp = _xp(q)
-        weights = xp.empty(q.shape[:-1] + (k.shape[-2],), q.dtype)
         out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)
+        log_sum_exp = xp.empty(q.shape[:-1] + (1,), q.dtype)
 
         def block(i: slice) -> None:
-            scores = xp.matmul(q[i], xp.swapaxes(k[i], -1, -2), out=weights[i])
-            scores *= scale
-            if mask is not None:
-                scores += _batch_block(mask, i, q.ndim)
-            scores -= scores.max(axis=-1, keepdims=True)  # softmax, in place
-            xp.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            xp.matmul(scores if keep is None else scores * keep[i], v[i], out=out[i])
+            weights = _scores(xp, q, k, mask, scale, i)
+            row_max = weights.max(axis=-1, keepdims=True)
+            weights -= row_max  # softmax, in place
+            xp.exp(weights, out=weights)
+            total = weights.sum(axis=-1, keepdims=True)
+            weights /= total
+            xp.add(row_max, xp.log(total), out=log_sum_exp[i])
+            xp.matmul(weights if keep is None else weights * keep[i], v[i], out=out[i])
 
         _by_batch_blocks(xp, q, k, v, block)
-        ctx.save_for_backward(q, k, v, weights)
+        ctx.save_for_backward(q, k, v, log_sum_exp)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        q, k, v, weights = ctx.saved_tensors
+        q, k, v, log_sum_exp = ctx.saved_tensors
         xp = _xp(q)
-        keep, scale = ctx.kwargs["keep"], ctx.kwargs["scale"]
+        mask, keep, scale = ctx.kwargs["mask"], ctx.kwargs["keep"], ctx.kwargs["scale"]
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         dq = xp.empty_like(q) if need_q else None
         dk = xp.empty_like(k) if need_k else None
         dv = xp.empty_like(v) if need_v else None
 
         def block(i: slice) -> None:
-            w = weights[i]
+            w = _scores(xp, q, k, mask, scale, i)  # P = exp(scores - L), recomputed
+            w -= log_sum_exp[i]
+            xp.exp(w, out=w)
             if need_v:
                 dropped = w if keep is None else w * keep[i]
                 xp.matmul(xp.swapaxes(dropped, -1, -2), dout[i], out=dv[i])

@@ -13,20 +13,24 @@ from ..tensor import Tensor
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight^T + bias; a batched input is folded into one (N, in) matrix: one GEMM.
+    """x @ weight^T + bias (fused.Linear); a batched input is folded into one (N, in) matrix:
+    one GEMM.
 
     >>> from tinygrad_lm import Tensor
     >>> linear(Tensor([[1.0, 2.0]]), Tensor([[1.0, 1.0], [0.0, 2.0]]), Tensor([0.5, 0.0])).tolist()
     [[3.5, 4.0]]
     """
-    if x.shape[-1] != weight.shape[1]:
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                          f"{weight.shape} (expected last dim {weight.shape[1]})")
-    lead = x.shape[:-1]
-    out = x.reshape(-1, x.shape[-1]) @ weight.T if x.ndim > 2 else x @ weight.T
-    if bias is not None:
-        out = out + bias
-    return out.reshape(*lead, weight.shape[0]) if x.ndim > 2 else out
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape "
+                         f"{weight.shape} (expected ({weight.shape[0]},))")
+    params = (weight,) if bias is None else (weight, bias)
+    if any(p.dtype != x.dtype for p in params):
+        raise TypeError(f"linear: input is {x.dtype} but the parameters are "
+                        f"{', '.join(str(p.dtype) for p in params)}; convert one of them")
+    return fused.Linear.apply(x, weight, bias)
 
 
 def relu(x: Tensor) -> Tensor:
