@@ -316,3 +316,38 @@ def test_backward_on_a_non_scalar_needs_a_gradient() -> None:
         (x * 2).backward()
     (x * 2).backward(gradient=Tensor(np.array([1.0, 0.5])))
     assert x.grad.tolist() == [2.0, 1.0]
+
+
+def test_an_intermediate_that_backward_does_not_need_is_freed() -> None:
+    """Add needs no input values: the graph keeps a placeholder, not ``y``'s array."""
+    x = leaf(np.arange(1000.0))
+    y = x * 2
+    z = y + 1  # y is needed by nothing else
+    array = weakref.ref(y.data)
+    del y
+    assert array() is None
+    z.sum().backward()
+    assert x.grad.tolist() == [2.0] * 1000
+
+
+def test_an_intermediate_that_backward_needs_is_kept() -> None:
+    x = leaf([1.0, 2.0])
+    y = x + 1
+    z = y * y  # Mul needs y's values
+    array = weakref.ref(y.data)
+    del y
+    assert array() is not None
+    z.sum().backward()
+    assert x.grad.tolist() == [4.0, 6.0]  # d (x+1)^2 / dx = 2 (x + 1)
+
+
+def test_hooks_and_retain_grad_set_after_the_tensor_was_used_still_apply() -> None:
+    x = leaf([1.0, 2.0])
+    y = x * 3
+    z = (y + 1).sum()  # the graph holds a placeholder for y from here on
+    y.retain_grad()
+    seen = []
+    y.register_hook(lambda g: seen.append(g.tolist()))
+    z.backward()
+    assert seen == [[1.0, 1.0]] and y.grad.tolist() == [1.0, 1.0]
+    assert x.grad.tolist() == [3.0, 3.0]

@@ -12,6 +12,7 @@ each node's saved arrays once it has been used.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import backend, config
@@ -35,6 +36,14 @@ class Function:
     kwargs: dict[str, Any]
     needs_input_grad: tuple[bool, ...]
     _saved: tuple[Any, ...]
+    _hooks: list[Callable[..., Any]] | None = None  # of the output, a non-leaf (register_hook)
+    _retained: Any = None  # a weak reference to the output whose .grad is kept (retain_grad)
+
+    keeps_inputs = True
+    """False for ops whose backward needs only their inputs' shapes and dtypes (add, reshape,
+    sum, ...): the node then holds a placeholder for each non-leaf input instead of the
+    input itself, so that input's array is freed as soon as nothing else uses it. Without
+    this, every intermediate result would live until backward."""
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> "Tensor":
@@ -66,7 +75,8 @@ class Function:
             tracer.forward(cls.__name__, arrays, out, started)
         if not requires_grad:
             return Tensor._make(out)
-        ctx.parents = args
+        ctx.parents = args if cls.keeps_inputs else tuple(
+            _placeholder(a) if isinstance(a, Tensor) and a._ctx is not None else a for a in args)
         ctx.kwargs = kwargs
         return Tensor._make(out, True, ctx)
 
@@ -115,6 +125,25 @@ class Function:
         return [None if g is None else
                 OnceDifferentiable.apply(*self.parents, grad=g, op=self.name) if once else
                 Tensor._make(g) for g in grads]
+
+
+@functools.lru_cache(maxsize=256)
+def _no_values(device: backend.Device, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An array of ``shape`` and ``dtype`` on ``device`` that takes no memory: one zero,
+    broadcast."""
+    xp = device.xp
+    if device is backend.CPU:
+        return xp.broadcast_to(xp.zeros((), dtype), shape)
+    with xp.cuda.Device(device.index):
+        return xp.broadcast_to(xp.zeros((), dtype), shape)
+
+
+def _placeholder(t: "Tensor") -> "Tensor":
+    """Stands for the non-leaf ``t`` in a graph: same node (so gradients reach it), shape,
+    dtype and device, and no values."""
+    array = t.data
+    return Tensor._make(_no_values(backend.device_of(array), array.shape, array.dtype),
+                        t._requires_grad, t._ctx)
 
 
 class Op(Function):
@@ -222,20 +251,21 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
             g = grads.pop(key, None)
             if g is None or (wanted is not None and key not in wanted):
                 continue
-            for hook in t._hooks or ():
+            ctx = t._ctx
+            for hook in (t._hooks if ctx is None else ctx._hooks) or ():
                 replaced = hook(g)  # `hook(g) or g` would ask a Tensor for its truth value
                 if replaced is not None:
                     g = replaced
             if inputs is not None:
                 results[key] = g
-            elif t._ctx is None:
+            elif ctx is None:
                 t.grad = (g if create_graph else Tensor._make(g.data.copy())) if t.grad is None \
                     else t.grad + g
-            if t._retains_grad and inputs is None:
-                t.grad = g if t.grad is None else t.grad + g
-            ctx = t._ctx
             if ctx is None:
                 continue
+            retained = ctx._retained() if ctx._retained is not None and inputs is None else None
+            if retained is not None:
+                retained.grad = g if retained.grad is None else retained.grad + g
             needs = ctx.needs_input_grad
             if wanted is not None:  # skip the inputs that lead to none of `inputs`
                 ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))

@@ -31,6 +31,8 @@ def _const(array: Any) -> Tensor:
 class Add(Op):
     """d(a + b)/da = 1, d(a + b)/db = 1."""
 
+    keeps_inputs = False
+
     @staticmethod
     def forward(ctx, a, b):
         return a + b
@@ -42,6 +44,8 @@ class Add(Op):
 
 class Sub(Op):
     """d(a - b)/da = 1, d(a - b)/db = -1."""
+
+    keeps_inputs = False
 
     @staticmethod
     def forward(ctx, a, b):
@@ -116,6 +120,8 @@ class Maximum(Op):
 
 class Neg(Op):
     """d(-x)/dx = -1."""
+
+    keeps_inputs = False
 
     @staticmethod
     def forward(ctx, x):
@@ -287,6 +293,8 @@ class Cast(Op):
 class Sum(Op):
     """d sum(x)/dx = 1: the gradient is broadcast back over the summed axes."""
 
+    keeps_inputs = False
+
     @staticmethod
     def forward(ctx, x, axis, keepdims):
         return x.sum(axis=axis, keepdims=keepdims)
@@ -343,6 +351,8 @@ def _reduced_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
 class Reshape(Op):
     """Reshape moves no values: the gradient is reshaped back."""
 
+    keeps_inputs = False
+
     @staticmethod
     def forward(ctx, x, shape):
         return x.reshape(shape)
@@ -354,6 +364,8 @@ class Reshape(Op):
 
 class Permute(Op):
     """The gradient of a permutation of axes is the inverse permutation."""
+
+    keeps_inputs = False
 
     @staticmethod
     def forward(ctx, x, dims):
@@ -371,6 +383,8 @@ class Permute(Op):
 class Expand(Op):
     """Broadcasting copies values, so the gradient sums over the copies."""
 
+    keeps_inputs = False
+
     @staticmethod
     def forward(ctx, x, shape):
         return _xp(x).broadcast_to(x, shape)
@@ -383,6 +397,8 @@ class Expand(Op):
 class GetItem(Op):
     """Indexing picks values; the gradient is scattered back (repeated indices accumulate)."""
 
+    keeps_inputs = False
+
     @staticmethod
     def forward(ctx, x, index):
         return x[index]
@@ -394,6 +410,8 @@ class GetItem(Op):
 
 class ScatterAdd(Op):
     """zeros(shape)[index] += x, the adjoint of GetItem: its gradient is dout[index]."""
+
+    keeps_inputs = False
 
     @staticmethod
     def forward(ctx, x, shape, index):
@@ -411,6 +429,8 @@ class ScatterAdd(Op):
 
 class Cat(Op):
     """Concatenation: each input's gradient is its slice of dout."""
+
+    keeps_inputs = False
 
     @staticmethod
     def forward(ctx, *xs, axis):

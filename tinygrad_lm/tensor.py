@@ -6,6 +6,7 @@ of them, so reading this file shows how each Tensor method is built.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -53,7 +54,7 @@ class Tensor:
     ([0.5, 1.0], [2.0])
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_retains_grad", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_hooks", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None,
@@ -76,7 +77,6 @@ class Tensor:
         self.data = target.array(data, dtype)
         self.grad: Tensor | None = None
         self._ctx: Any = None
-        self._retains_grad = False
         self._hooks: list[Callable[..., Any]] | None = None
         self._requires_grad = False
         self.requires_grad = requires_grad
@@ -88,7 +88,7 @@ class Tensor:
         if not backend.is_array(data):  # NumPy reductions return scalars, not 0-d arrays
             data = np.asarray(data)
         t.data, t.grad, t._requires_grad, t._ctx = data, None, requires_grad, ctx
-        t._retains_grad, t._hooks = False, None
+        t._hooks = None
         return t
 
     # ------------------------------------------------------------------ attributes
@@ -302,8 +302,8 @@ class Tensor:
         >>> (y * y).sum().backward(); y.grad.tolist()
         [6.0]
         """
-        if self._ctx is not None:
-            self._retains_grad = True
+        if self._ctx is not None:  # kept on the node: the graph may hold a placeholder for self
+            self._ctx._retained = weakref.ref(self)
 
     def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]) -> RemovableHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
@@ -316,10 +316,11 @@ class Tensor:
         """
         if not self._requires_grad:
             raise RuntimeError("register_hook: the tensor does not require grad")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
-        return RemovableHandle(self._hooks, hook)
+        owner = self if self._ctx is None else self._ctx  # a non-leaf's hooks live on its node
+        if owner._hooks is None:
+            owner._hooks = []
+        owner._hooks.append(hook)
+        return RemovableHandle(owner._hooks, hook)
 
     def sum_to(self, shape: Shape, op: str = "sum_to", input_index: int = 0) -> "Tensor":
         """Sum over broadcast axes so the result has ``shape``: broadcasting undone.
