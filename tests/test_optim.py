@@ -86,6 +86,28 @@ def test_matches_torch_for_twenty_steps(ours: Any, theirs: Any, kwargs: dict) ->
     pair.assert_moved()
 
 
+@pytest.mark.parametrize("ours, theirs", [(optim.Adam, torch.optim.Adam),
+                                          (optim.AdamW, torch.optim.AdamW)])
+def test_adam_with_parameters_at_different_step_counts_matches_torch(ours: Any,
+                                                                     theirs: Any) -> None:
+    """The update runs over flat arrays per (step count, dtype, device): a parameter that
+    skipped a step (no gradient) is one step behind in its bias correction."""
+    pair = Pair()
+    opt = ours(pair.ours, lr=0.01, weight_decay=0.1)
+    ref = theirs(pair.theirs, lr=0.01, weight_decay=0.1)
+    for i in range(6):
+        opt.zero_grad()
+        _loss(tl, *pair.ours, pair.x, pair.y).backward()
+        ref.zero_grad()
+        _loss(torch, *pair.theirs, pair.tx, pair.ty).backward()
+        if i in (1, 2):  # the bias skips two steps
+            pair.ours[1].grad, pair.theirs[1].grad = None, None
+        opt.step()
+        ref.step()
+    pair.assert_close()
+    assert [s["step"] for s in opt.state.values()] == [6, 4]
+
+
 def test_adamw_default_weight_decay_is_pytorchs() -> None:
     p = Tensor([1.0], requires_grad=True)
     assert optim.AdamW([p]).param_groups[0]["weight_decay"] == \

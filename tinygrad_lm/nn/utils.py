@@ -1,7 +1,6 @@
 """Training utilities that act on a model's gradients."""
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 from ..config import no_grad
@@ -23,7 +22,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float) -> T
     if not grads:
         return Tensor(0.0)
     xp = grads[0].device_obj.xp
-    total = math.sqrt(sum(float(xp.vdot(g.data.ravel(), g.data.ravel())) for g in grads))
+    # summed on the device, read back once
+    total = float(xp.sqrt(sum(xp.vdot(g.data.ravel(), g.data.ravel()) for g in grads)))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for p in params:

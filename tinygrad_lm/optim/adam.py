@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from .. import backend, parallel
 from ..config import no_grad
 from ..tensor import Tensor
 from .optimizer import Optimizer
@@ -33,18 +34,16 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: invalid eps {eps}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
+        self._flat: dict[tuple[int, ...], tuple[Any, Any, list[Any], list[Any]]] = {}
 
     @no_grad()
     def step(self) -> None:
         """One Adam (or AdamW) update of every parameter that has a gradient."""
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
-                                           group["weight_decay"])
+            cohorts: dict[tuple[Any, ...], list[Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                cast = p.dtype.type
-                g = p.grad.data
                 state = self.state.get(id(p))
                 if state is None:
                     xp = p.device_obj.xp
@@ -52,21 +51,69 @@ class Adam(Optimizer):
                                                  "exp_avg": Tensor._make(xp.zeros_like(p.data)),
                                                  "exp_avg_sq": Tensor._make(xp.zeros_like(p.data))}
                 state["step"] += 1
-                t = state["step"]
-                if wd and self.decoupled:
-                    p.data *= cast(1 - lr * wd)
-                elif wd:
-                    g = g + cast(wd) * p.data
-                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-                m *= cast(beta1)
-                m += cast(1 - beta1) * g
-                v *= cast(beta2)
-                v += cast(1 - beta2) * g * g
-                step_size = lr / (1 - beta1 ** t)
-                denom = v ** cast(0.5)
-                denom *= cast(1 / math.sqrt(1 - beta2 ** t))
-                denom += cast(eps)
-                p.data -= cast(step_size) * m / denom
+                cohorts.setdefault((state["step"], p.dtype, p.device), []).append(p)
+            for (t, _, _), params in cohorts.items():
+                self._update(params, t, group)
+
+    def _update(self, params: list[Tensor], t: int, group: dict[str, Any]) -> None:
+        """Update ``params`` (same step count, dtype and device) with one pass over flat
+        arrays: a handful of big array ops instead of a dozen small ones per parameter."""
+        lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                       group["weight_decay"])
+        xp, cast = params[0].device_obj.xp, params[0].dtype.type
+        m, v = self._flat_moments(params)
+        g = xp.concatenate([p.grad.data.reshape(-1) for p in params])  # a fresh array: scratch
+        if wd and not self.decoupled:
+            g += cast(wd) * xp.concatenate([p.data.reshape(-1) for p in params])
+        step_size = cast(lr / (1 - beta1 ** t))
+        rescale = cast(1 / math.sqrt(1 - beta2 ** t))
+
+        def block(i: slice) -> None:  # m, v updated in place; g[i] becomes the update
+            gi, mi, vi = g[i], m[i], v[i]
+            mi *= cast(beta1)
+            mi += gi * cast(1 - beta1)
+            vi *= cast(beta2)
+            gi *= gi
+            gi *= cast(1 - beta2)
+            vi += gi
+            xp.sqrt(vi, out=gi)  # update = step_size * m / (sqrt(v) * rescale + eps)
+            gi *= rescale
+            gi += cast(eps)
+            xp.divide(mi, gi, out=gi)
+            gi *= step_size
+
+        if xp is backend.CPU.xp:
+            parallel.for_blocks(g.size, parallel.rows_per_block(1), block)
+        else:
+            block(slice(None))
+        start = 0
+        for p in params:
+            if wd and self.decoupled:
+                p.data *= cast(1 - lr * wd)
+            p.data -= g[start:start + p.data.size].reshape(p.data.shape)
+            start += p.data.size
+
+    def _flat_moments(self, params: list[Tensor]) -> tuple[Any, Any]:
+        """The moments of ``params`` laid end to end in two flat arrays. The per-parameter
+        state (what ``state_dict`` saves) holds views into them; when a view has been
+        replaced (``load_state_dict``, a new parameter list) the arrays are gathered anew."""
+        key = tuple(id(p) for p in params)
+        flat = self._flat.get(key)
+        states = [self.state[id(p)] for p in params]
+        if flat is None or any(s["exp_avg"].data is not mv or s["exp_avg_sq"].data is not vv
+                               for s, mv, vv in zip(states, flat[2], flat[3])):
+            xp = params[0].device_obj.xp
+            m = xp.concatenate([s["exp_avg"].data.reshape(-1) for s in states])
+            v = xp.concatenate([s["exp_avg_sq"].data.reshape(-1) for s in states])
+            m_views, v_views, start = [], [], 0
+            for p, s in zip(params, states):
+                stop = start + p.data.size
+                m_views.append(m[start:stop].reshape(p.data.shape))
+                v_views.append(v[start:stop].reshape(p.data.shape))
+                s["exp_avg"], s["exp_avg_sq"] = Tensor._make(m_views[-1]), Tensor._make(v_views[-1])
+                start = stop
+            flat = self._flat[key] = (m, v, m_views, v_views)
+        return flat[0], flat[1]
 
 
 class AdamW(Adam):
