@@ -32,7 +32,7 @@ def test_blocks_cover_every_row_once(threads, n, rows):
     parallel.for_blocks(n, rows, fn)
     assert seen.tolist() == [1] * n
     blocks = -(-n // rows)
-    if threads == 1 or blocks < threads * parallel.MIN_BLOCKS_PER_THREAD:
+    if threads == 1 or blocks < 2:
         assert names == ({threading.current_thread().name} if n else set())
     else:  # the calling thread and a pool thread share the blocks
         assert len(names) == 2
@@ -98,9 +98,12 @@ def test_blas_threads_restores_the_thread_count():
     assert get() == before
 
 
-def test_rows_per_block_is_at_least_one():
-    assert parallel.rows_per_block(10 ** 9) == 1
-    assert parallel.rows_per_block(parallel.BLOCK_ELEMENTS // 4) == 4
+def test_rows_per_block_shares_the_work_in_bounded_blocks(threads):
+    big, small = parallel.BLOCK_ELEMENTS, parallel.MIN_BLOCK_ELEMENTS
+    assert parallel.rows_per_block(10 ** 9, 5) == 1  # at least one row
+    assert parallel.rows_per_block(1, 100 * big) == big  # never above the largest block
+    assert parallel.rows_per_block(1, 10) == small  # never below the smallest
+    assert parallel.rows_per_block(4, big // 4) == max(small, big // threads) // 4
 
 
 def _grads(fn, *arrays):
@@ -113,6 +116,7 @@ def _grads(fn, *arrays):
 def _same_blocked_and_whole(fn, *arrays, monkeypatch):
     whole = _grads(fn, *arrays)
     monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 7)
+    monkeypatch.setattr(parallel, "MIN_BLOCK_ELEMENTS", 7)
     blocked = _grads(fn, *arrays)
     for a, b in zip(whole, blocked):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -27,7 +27,16 @@ def _by_blocks(xp: Any, rows: int, row_elements: int, fn: Callable[[slice], None
     if xp is not backend.CPU.xp:
         fn(slice(None))
     else:
-        parallel.for_blocks(rows, parallel.rows_per_block(row_elements), fn, uses_blas)
+        parallel.for_blocks(rows, parallel.rows_per_block(row_elements, rows), fn, uses_blas)
+
+
+def _sum_in_order(partials: dict[Any, Any]) -> Any:
+    """The sum of per-block partial results, added in block order (None: the one GPU block)."""
+    parts = [partials[k] for k in sorted(partials, key=lambda start: start or 0)]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _softmax(x: Any, axis: int) -> Any:
@@ -117,36 +126,66 @@ class CrossEntropy(Function):
 
 class LayerNorm(Function):
     """y = xhat * w + b with xhat = (x - mean) * rstd over the last axis;
-    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) where g = dout * w."""
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) where g = dout * w.
+
+    On the CPU both passes go over blocks of rows on the thread pool; the weight and bias
+    gradients are summed per block, then over the blocks.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
         xp = _xp(x)
-        mean = x.mean(axis=-1, keepdims=True)
-        centered = x - mean
-        rstd = 1.0 / xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
-        xhat = centered
-        xhat *= rstd  # reuse the buffer: centered is not needed again
+        width = x.shape[-1]
+        rows = x.reshape(-1, width)
+        xhat = xp.empty_like(rows)
+        rstd = xp.empty((rows.shape[0], 1), x.dtype)
+        y = xp.empty_like(rows)
+
+        def block(i: slice) -> None:
+            centered = xp.subtract(rows[i], rows[i].mean(axis=-1, keepdims=True), out=xhat[i])
+            variance = xp.square(centered).mean(axis=-1, keepdims=True)
+            r = xp.sqrt(variance + eps, out=rstd[i])
+            xp.divide(1, r, out=r)
+            centered *= r  # xhat, in place
+            if weight is None:
+                y[i] = centered
+            else:
+                xp.multiply(centered, weight, out=y[i])
+            if bias is not None:
+                y[i] += bias
+
+        _by_blocks(xp, rows.shape[0], width, block)
         ctx.save_for_backward(xhat, rstd, weight)
-        y = xhat * weight if weight is not None else xhat.copy()
-        if bias is not None:
-            y += bias
-        return y
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, dout):
         xhat, rstd, weight = ctx.saved_tensors
-        lead = tuple(range(dout.ndim - 1))
+        xp = _xp(xhat)
         need_x, need_w, need_b = ctx.needs_input_grad
-        dw = (dout * xhat).sum(axis=lead) if need_w else None
-        db = dout.sum(axis=lead) if need_b else None
-        dx = None
-        if need_x:
-            g = dout * weight if weight is not None else dout
-            dx = g - g.mean(axis=-1, keepdims=True)
-            dx -= xhat * (g * xhat).mean(axis=-1, keepdims=True)
-            dx *= rstd
-        return dx, dw, db
+        width = xhat.shape[-1]
+        dout_rows = dout.reshape(-1, width)
+        dx = xp.empty_like(xhat) if need_x else None
+        partial_w, partial_b = {}, {}  # by block: summed in block order, the same every run
+
+        def block(i: slice) -> None:
+            d = dout_rows[i]
+            if need_w:
+                partial_w[i.start] = (d * xhat[i]).sum(axis=0)
+            if need_b:
+                partial_b[i.start] = d.sum(axis=0)
+            if need_x:
+                g = d * weight if weight is not None else d.copy()
+                g_mean = g.mean(axis=-1, keepdims=True)
+                gx_mean = (g * xhat[i]).mean(axis=-1, keepdims=True)
+                g -= g_mean
+                g -= xp.multiply(xhat[i], gx_mean, out=dx[i])
+                xp.multiply(g, rstd[i], out=dx[i])
+
+        _by_blocks(xp, xhat.shape[0], width, block)
+        dw = _sum_in_order(partial_w) if need_w else None
+        db = _sum_in_order(partial_b) if need_b else None
+        return (dx.reshape(dout.shape) if need_x else None), dw, db
 
     @staticmethod
     def reference(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:

@@ -83,7 +83,7 @@ class Adam(Optimizer):
             gi *= step_size
 
         if xp is backend.CPU.xp:
-            parallel.for_blocks(g.size, parallel.rows_per_block(1), block)
+            parallel.for_blocks(g.size, parallel.rows_per_block(1, g.size), block)
         else:
             block(slice(None))
         start = 0
