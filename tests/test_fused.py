@@ -60,6 +60,8 @@ def _attn_inputs(rng: np.random.Generator) -> tuple:
 
 
 _CAUSAL = np.triu(np.full((3, 5), -np.inf), k=1)
+_CAUSAL_SQUARE = np.triu(np.full((3, 3), -np.inf), k=1)
+_KEEP_HEADS = (np.random.default_rng(6).random((2, 2, 3, 3)) >= 0.3) / 0.7
 _KEEP = (np.random.default_rng(5).random((2, 3, 5)) >= 0.3) / 0.7
 
 CASES = [
@@ -79,6 +81,10 @@ CASES = [
     Case("attention_causal", fused.Attention, _attn_inputs, mask=_CAUSAL, scale=0.5, keep=None),
     Case("attention_dropout", fused.Attention, _attn_inputs, mask=_CAUSAL, scale=0.5,
          keep=_KEEP),
+    Case("packed_attention", fused.PackedAttention, lambda r: (_randn(r, 2, 3, 12),),
+         n_head=2, mask=_CAUSAL_SQUARE, scale=0.5, keep=None),
+    Case("packed_attention_dropout", fused.PackedAttention, lambda r: (_randn(r, 2, 3, 12),),
+         n_head=2, mask=None, scale=0.5, keep=_KEEP_HEADS),
 ]
 
 

@@ -542,6 +542,29 @@ def test_attention_gradient_and_errors() -> None:
         F.scaled_dot_product_attention(q, tl.randn(1, 2, 3, 5, dtype=np.float64), v)
 
 
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_multi_head_attention_is_split_heads_attention_merge(is_causal: bool) -> None:
+    B, T, nh, hs = 2, 5, 3, 4
+    qkv = tl.randn(B, T, 3 * nh * hs, dtype=np.float64, requires_grad=True)
+    fused_out = F.multi_head_attention(qkv, nh, is_causal=is_causal)
+    q, k, v = (part.reshape(B, T, nh, hs).transpose(1, 2) for part in qkv.split(nh * hs, 2))
+    composed = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    composed = composed.transpose(1, 2).reshape(B, T, nh * hs)
+    np.testing.assert_allclose(fused_out.numpy(), composed.numpy(), rtol=1e-12)
+    g = np.random.default_rng(3).standard_normal(fused_out.shape)
+    (grad_fused,) = tl.grad(fused_out, [qkv], Tensor(g))
+    (grad_composed,) = tl.grad(composed, [qkv], Tensor(g))
+    np.testing.assert_allclose(grad_fused.numpy(), grad_composed.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_multi_head_attention_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"multi_head_attention: .*\(2, 3, 10\)"):
+        F.multi_head_attention(tl.randn(2, 3, 10), 2)
+    with pytest.raises(ValueError, match="either"):
+        F.multi_head_attention(tl.randn(2, 3, 12), 2, attn_mask=np.ones((3, 3), bool),
+                               is_causal=True)
+
+
 def test_attention_dropout_reproducible_and_identity_at_zero() -> None:
     q, k, v = _qkv()
     tl.manual_seed(11)

@@ -313,6 +313,52 @@ class Gelu(Function):
         return 0.5 * x * (1 + (x * (1 / math.sqrt(2))).erf())
 
 
+def _attention_forward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any,
+                       out: Any, log_sum_exp: Any) -> None:
+    """Attention of (..., L, d) queries over (..., S, d) keys into ``out`` (..., L, dv),
+    keeping each row's log-sum-exp; batch blocks on the pool."""
+
+    def block(i: slice) -> None:
+        weights = _scores(xp, q, k, mask, scale, i)
+        row_max = weights.max(axis=-1, keepdims=True)
+        weights -= row_max  # softmax, in place
+        xp.exp(weights, out=weights)
+        total = weights.sum(axis=-1, keepdims=True)
+        weights /= total
+        xp.add(row_max, xp.log(total), out=log_sum_exp[i])
+        xp.matmul(weights if keep is None else weights * keep[i], v[i], out=out[i])
+
+    _by_batch_blocks(xp, q, k, v, block)
+
+
+def _attention_backward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any,
+                        log_sum_exp: Any, dout: Any, dq: Any, dk: Any, dv: Any) -> None:
+    """The gradients into ``dq``, ``dk``, ``dv`` (None: not wanted), recomputing the weights
+    from the log-sum-exp; batch blocks on the pool."""
+
+    def block(i: slice) -> None:
+        w = _scores(xp, q, k, mask, scale, i)  # P = exp(scores - L), recomputed
+        w -= log_sum_exp[i]
+        xp.exp(w, out=w)
+        if dv is not None:
+            dropped = w if keep is None else w * keep[i]
+            xp.matmul(xp.swapaxes(dropped, -1, -2), dout[i], out=dv[i])
+        if dq is None and dk is None:
+            return
+        dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS in place
+        if keep is not None:
+            dscores *= keep[i]
+        dscores -= (dscores * w).sum(axis=-1, keepdims=True)
+        dscores *= w
+        dscores *= scale
+        if dq is not None:
+            xp.matmul(dscores, k[i], out=dq[i])
+        if dk is not None:
+            xp.matmul(xp.swapaxes(dscores, -1, -2), q[i], out=dk[i])
+
+    _by_batch_blocks(xp, q, k, v, block)
+
+
 class Attention(Function):
     """O = dropout(softmax(q k^T * scale + mask)) v over the last two axes, batched.
     With P the attention weights and dS the gradient of the scores:
@@ -331,18 +377,7 @@ class Attention(Function):
         xp = _xp(q)
         out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)
         log_sum_exp = xp.empty(q.shape[:-1] + (1,), q.dtype)
-
-        def block(i: slice) -> None:
-            weights = _scores(xp, q, k, mask, scale, i)
-            row_max = weights.max(axis=-1, keepdims=True)
-            weights -= row_max  # softmax, in place
-            xp.exp(weights, out=weights)
-            total = weights.sum(axis=-1, keepdims=True)
-            weights /= total
-            xp.add(row_max, xp.log(total), out=log_sum_exp[i])
-            xp.matmul(weights if keep is None else weights * keep[i], v[i], out=out[i])
-
-        _by_batch_blocks(xp, q, k, v, block)
+        _attention_forward(xp, q, k, v, mask, scale, keep, out, log_sum_exp)
         ctx.save_for_backward(q, k, v, log_sum_exp)
         return out
 
@@ -350,33 +385,12 @@ class Attention(Function):
     def backward(ctx, dout):
         q, k, v, log_sum_exp = ctx.saved_tensors
         xp = _xp(q)
-        mask, keep, scale = ctx.kwargs["mask"], ctx.kwargs["keep"], ctx.kwargs["scale"]
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         dq = xp.empty_like(q) if need_q else None
         dk = xp.empty_like(k) if need_k else None
         dv = xp.empty_like(v) if need_v else None
-
-        def block(i: slice) -> None:
-            w = _scores(xp, q, k, mask, scale, i)  # P = exp(scores - L), recomputed
-            w -= log_sum_exp[i]
-            xp.exp(w, out=w)
-            if need_v:
-                dropped = w if keep is None else w * keep[i]
-                xp.matmul(xp.swapaxes(dropped, -1, -2), dout[i], out=dv[i])
-            if not (need_q or need_k):
-                return
-            dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS in place
-            if keep is not None:
-                dscores *= keep[i]
-            dscores -= (dscores * w).sum(axis=-1, keepdims=True)
-            dscores *= w
-            dscores *= scale
-            if need_q:
-                xp.matmul(dscores, k[i], out=dq[i])
-            if need_k:
-                xp.matmul(xp.swapaxes(dscores, -1, -2), q[i], out=dk[i])
-
-        _by_batch_blocks(xp, q, k, v, block)
+        _attention_backward(xp, q, k, v, ctx.kwargs["mask"], ctx.kwargs["scale"],
+                            ctx.kwargs["keep"], log_sum_exp, dout, dq, dk, dv)
         return dq, dk, dv
 
     @staticmethod
@@ -388,3 +402,48 @@ class Attention(Function):
         if keep is not None:
             weights = weights * Tensor._make(keep)
         return weights @ v
+
+
+def _heads(packed: Any, n_head: int) -> Any:
+    """(B, T, 3C) packed q, k, v as a (3, B, n_head, T, C / n_head) view: no copy."""
+    B, T, width = packed.shape
+    return packed.reshape(B, T, 3, n_head, width // (3 * n_head)).transpose(2, 0, 3, 1, 4)
+
+
+class PackedAttention(Function):
+    """Multi-head attention from the packed projections qkv = [q | k | v] (B, T, 3C) to the
+    merged heads (B, T, C): the heads are strided views, so nothing is split or copied, and
+    the gradient is written straight into one (B, T, 3C) array. The math is Attention's.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, n_head, mask, scale, keep):
+        xp = _xp(qkv)
+        B, T, width = qkv.shape
+        q, k, v = _heads(qkv, n_head)
+        out = xp.empty((B, T, n_head, width // (3 * n_head)), qkv.dtype)
+        log_sum_exp = xp.empty((B, n_head, T, 1), qkv.dtype)
+        _attention_forward(xp, q, k, v, mask, scale, keep, out.transpose(0, 2, 1, 3), log_sum_exp)
+        ctx.save_for_backward(qkv, log_sum_exp)
+        return out.reshape(B, T, width // 3)
+
+    @staticmethod
+    def backward(ctx, dout):
+        qkv, log_sum_exp = ctx.saved_tensors
+        xp = _xp(qkv)
+        B, T, width = qkv.shape
+        n_head = ctx.kwargs["n_head"]
+        dqkv = xp.empty_like(qkv)
+        dq, dk, dv = _heads(dqkv, n_head)
+        heads_out = dout.reshape(B, T, n_head, width // (3 * n_head)).transpose(0, 2, 1, 3)
+        _attention_backward(xp, *_heads(qkv, n_head), ctx.kwargs["mask"], ctx.kwargs["scale"],
+                            ctx.kwargs["keep"], log_sum_exp, heads_out, dq, dk, dv)
+        return dqkv
+
+    @staticmethod
+    def reference(qkv: Tensor, n_head: int, mask: Any, scale: float, keep: Any) -> Tensor:
+        B, T, width = qkv.shape
+        q, k, v = (part.reshape(B, T, n_head, width // (3 * n_head)).transpose(1, 2)
+                   for part in qkv.split(width // 3, axis=2))
+        out = Attention.reference(q, k, v, mask, scale, keep)  # (B, nh, T, hs)
+        return out.transpose(1, 2).reshape(B, T, width // 3)

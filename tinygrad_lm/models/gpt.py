@@ -74,18 +74,21 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         """(B, T, C) in and out; with ``cache``, ``x`` holds only the new positions."""
-        B, T, C = x.shape
+        dropout = self.dropout if self.training else 0.0
+        if cache is None:  # training: one fused op from c_attn's (B, T, 3C) to merged heads
+            y = F.multi_head_attention(self.c_attn(x), self.n_head, is_causal=True,
+                                       dropout_p=dropout)
+            return self.resid_dropout(self.c_proj(y))
+        B, T, C = x.shape  # generation: split the heads, to keep their keys and values
         hs = C // self.n_head
         q, k, v = self.c_attn(x).split(self.n_embd, axis=2)  # 3 x (B, T, C)
         q = q.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.reshape(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         # a cached step's queries come after every cached key, so only a prefill needs a mask
-        causal = cache is None or cache.length == 0
-        if cache is not None:
-            k, v = cache.append(k, v)  # (B, nh, t, hs) with t = all positions so far
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        causal = cache.length == 0 and T > 1
+        k, v = cache.append(k, v)  # (B, nh, t, hs) with t = all positions so far
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, nh, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 

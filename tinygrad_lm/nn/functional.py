@@ -164,19 +164,45 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"scaled_dot_product_attention: shapes q {q.shape}, k {k.shape}, "
                          f"v {v.shape} do not fit")
-    if is_causal and attn_mask is not None:
-        raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal")
-    xp = q.device_obj.xp
-    length, source = q.shape[-2], k.shape[-2]
-    mask = None
-    if is_causal:
-        mask = xp.triu(xp.full((length, source), -xp.inf, dtype=q.dtype), k=1)
-    elif attn_mask is not None:
-        m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
-        mask = xp.where(m, 0.0, -xp.inf).astype(q.dtype) if m.dtype == bool else m.astype(q.dtype)
-    keep = None
-    if dropout_p > 0.0:
-        shape = q.shape[:-1] + (source,)
-        keep = (q.device_obj.rand(shape, q.dtype) >= dropout_p) * q.dtype.type(1 / (1 - dropout_p))
+    mask, keep = _mask_and_dropout("scaled_dot_product_attention", q, q.shape[:-1],
+                                   k.shape[-2], attn_mask, is_causal, dropout_p)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     return fused.Attention.apply(q, k, v, mask=mask, scale=scale, keep=keep)
+
+
+def multi_head_attention(qkv: Tensor, n_head: int, attn_mask: Any = None,
+                         is_causal: bool = False, dropout_p: float = 0.0) -> Tensor:
+    """Self-attention with ``n_head`` heads from packed projections: ``qkv`` (B, T, 3C) holds
+    q, k and v side by side (as a GPT's ``c_attn`` makes them); returns the heads merged,
+    (B, T, C). The same as splitting q, k, v into heads, ``scaled_dot_product_attention`` and
+    merging, without the copies (fused.PackedAttention).
+    """
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
+        raise ValueError(f"multi_head_attention: qkv must be (B, T, 3C) with C a multiple of "
+                         f"n_head={n_head}, got shape {qkv.shape}")
+    B, T, width = qkv.shape
+    mask, keep = _mask_and_dropout("multi_head_attention", qkv, (B, n_head, T), T, attn_mask,
+                                   is_causal, dropout_p)
+    scale = 1.0 / math.sqrt(width // (3 * n_head))
+    return fused.PackedAttention.apply(qkv, n_head=n_head, mask=mask, scale=scale, keep=keep)
+
+
+def _mask_and_dropout(op: str, like: Tensor, query_shape: tuple[int, ...], source: int,
+                      attn_mask: Any, is_causal: bool, dropout_p: float) -> tuple[Any, Any]:
+    """The additive score mask (L, S) or as given, and the scaled dropout keep-mask of the
+    weights (``query_shape`` + (S,)), each None when not needed."""
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{op}: pass either attn_mask or is_causal")
+    xp, dtype = like.device_obj.xp, like.dtype
+    length = query_shape[-1]
+    mask = None
+    if is_causal:
+        mask = xp.triu(xp.full((length, source), -xp.inf, dtype=dtype), k=1)
+    elif attn_mask is not None:
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+        mask = xp.where(m, 0.0, -xp.inf).astype(dtype) if m.dtype == bool else m.astype(dtype)
+    keep = None
+    if dropout_p > 0.0:
+        keep = (like.device_obj.rand(query_shape + (source,), dtype) >= dropout_p) \
+            * dtype.type(1 / (1 - dropout_p))
+    return mask, keep
