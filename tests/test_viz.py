@@ -244,7 +244,7 @@ def test_builtin_svg_of_a_tiny_gpt_loss() -> None:
     svg = viz.to_svg(loss, params=params, use_graphviz=False)
     nodes = check_svg(svg, viz.to_dot(loss, params=params))
     labels = {n["lines"][0] for n in nodes}
-    assert {"Attention", "LayerNorm", "CrossEntropy", "transformer.h.0.mlp.c_fc.weight"} <= labels
+    assert {"PackedAttention", "LayerNorm", "CrossEntropy", "transformer.h.0.mlp.c_fc.weight"} <= labels
     assert len(svg) < 300_000
 
 
