@@ -139,7 +139,7 @@ def _tensor_lines(t: Tensor, name: str | None, show_grads: bool) -> list[str]:
 def _op_lines(fn: Function) -> list[str]:
     lines = [type(fn).__name__]
     lines += [f"arg{i}={_short(a)}" for i, a in enumerate(fn.parents or ())
-              if not isinstance(a, Tensor)]
+              if not isinstance(a, Tensor) and a is not None]  # None: an absent bias
     lines += [f"{key}={_short(value)}" for key, value in fn.kwargs.items()]
     return lines
 
