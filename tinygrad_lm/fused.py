@@ -238,12 +238,11 @@ def _batch_block(array: Any, i: slice, ndim: int) -> Any:
     return array[i] if array.ndim == ndim and array.shape[0] != 1 else array
 
 
-def _scores(xp: Any, q: Any, k: Any, mask: Any, scale: float, i: slice) -> Any:
-    """q k^T * scale + mask for the batch rows ``i``, in a fresh array."""
-    scores = xp.matmul(q[i], xp.swapaxes(k[i], -1, -2))
-    scores *= scale
+def _scores(xp: Any, scaled_q: Any, k: Any, mask: Any, i: slice, ndim: int) -> Any:
+    """(q * scale) k^T + mask for the batch rows ``i``, in a fresh array."""
+    scores = xp.matmul(scaled_q, xp.swapaxes(k[i], -1, -2))
     if mask is not None:
-        scores += _batch_block(mask, i, q.ndim)
+        scores += _batch_block(mask, i, ndim)
     return scores
 
 
@@ -316,28 +315,34 @@ class Gelu(Function):
 def _attention_forward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any,
                        out: Any, log_sum_exp: Any) -> None:
     """Attention of (..., L, d) queries over (..., S, d) keys into ``out`` (..., L, dv),
-    keeping each row's log-sum-exp; batch blocks on the pool."""
+    keeping each row's log-sum-exp; batch blocks on the pool. Work on the (L, S) weights is
+    what costs, so the scale goes on q and the softmax's division on the (L, dv) output."""
 
     def block(i: slice) -> None:
-        weights = _scores(xp, q, k, mask, scale, i)
+        weights = _scores(xp, q[i] * q.dtype.type(scale), k, mask, i, q.ndim)
         row_max = weights.max(axis=-1, keepdims=True)
-        weights -= row_max  # softmax, in place
-        xp.exp(weights, out=weights)
+        weights -= row_max
+        xp.exp(weights, out=weights)  # unnormalised: P = weights / total
         total = weights.sum(axis=-1, keepdims=True)
-        weights /= total
         xp.add(row_max, xp.log(total), out=log_sum_exp[i])
-        xp.matmul(weights if keep is None else weights * keep[i], v[i], out=out[i])
+        if keep is not None:
+            weights *= keep[i]
+        xp.matmul(weights, v[i], out=out[i])
+        out[i] /= total
 
     _by_batch_blocks(xp, q, k, v, block)
 
 
 def _attention_backward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any,
-                        log_sum_exp: Any, dout: Any, dq: Any, dk: Any, dv: Any) -> None:
+                        log_sum_exp: Any, out: Any, dout: Any, dq: Any, dk: Any, dv: Any) -> None:
     """The gradients into ``dq``, ``dk``, ``dv`` (None: not wanted), recomputing the weights
-    from the log-sum-exp; batch blocks on the pool."""
+    from the log-sum-exp; batch blocks on the pool. sum(dP * P) over a row equals
+    sum(dO * O) over the row's output, which is narrower: S keys against dv features."""
+    cast = q.dtype.type
 
     def block(i: slice) -> None:
-        w = _scores(xp, q, k, mask, scale, i)  # P = exp(scores - L), recomputed
+        scaled_q = q[i] * cast(scale)
+        w = _scores(xp, scaled_q, k, mask, i, q.ndim)  # P = exp(scores - L), recomputed
         w -= log_sum_exp[i]
         xp.exp(w, out=w)
         if dv is not None:
@@ -345,16 +350,16 @@ def _attention_backward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float
             xp.matmul(xp.swapaxes(dropped, -1, -2), dout[i], out=dv[i])
         if dq is None and dk is None:
             return
-        dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS in place
+        dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS / scale in place
         if keep is not None:
             dscores *= keep[i]
-        dscores -= (dscores * w).sum(axis=-1, keepdims=True)
+        dscores -= (dout[i] * out[i]).sum(axis=-1, keepdims=True)
         dscores *= w
-        dscores *= scale
         if dq is not None:
             xp.matmul(dscores, k[i], out=dq[i])
+            dq[i] *= cast(scale)
         if dk is not None:
-            xp.matmul(xp.swapaxes(dscores, -1, -2), q[i], out=dk[i])
+            xp.matmul(xp.swapaxes(dscores, -1, -2), scaled_q, out=dk[i])
 
     _by_batch_blocks(xp, q, k, v, block)
 
@@ -378,19 +383,19 @@ class Attention(Function):
         out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)
         log_sum_exp = xp.empty(q.shape[:-1] + (1,), q.dtype)
         _attention_forward(xp, q, k, v, mask, scale, keep, out, log_sum_exp)
-        ctx.save_for_backward(q, k, v, log_sum_exp)
+        ctx.save_for_backward(q, k, v, log_sum_exp, out)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        q, k, v, log_sum_exp = ctx.saved_tensors
+        q, k, v, log_sum_exp, out = ctx.saved_tensors
         xp = _xp(q)
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         dq = xp.empty_like(q) if need_q else None
         dk = xp.empty_like(k) if need_k else None
         dv = xp.empty_like(v) if need_v else None
         _attention_backward(xp, q, k, v, ctx.kwargs["mask"], ctx.kwargs["scale"],
-                            ctx.kwargs["keep"], log_sum_exp, dout, dq, dk, dv)
+                            ctx.kwargs["keep"], log_sum_exp, out, dout, dq, dk, dv)
         return dq, dk, dv
 
     @staticmethod
@@ -424,12 +429,12 @@ class PackedAttention(Function):
         out = xp.empty((B, T, n_head, width // (3 * n_head)), qkv.dtype)
         log_sum_exp = xp.empty((B, n_head, T, 1), qkv.dtype)
         _attention_forward(xp, q, k, v, mask, scale, keep, out.transpose(0, 2, 1, 3), log_sum_exp)
-        ctx.save_for_backward(qkv, log_sum_exp)
+        ctx.save_for_backward(qkv, log_sum_exp, out)  # out: c_proj keeps it anyway
         return out.reshape(B, T, width // 3)
 
     @staticmethod
     def backward(ctx, dout):
-        qkv, log_sum_exp = ctx.saved_tensors
+        qkv, log_sum_exp, out = ctx.saved_tensors
         xp = _xp(qkv)
         B, T, width = qkv.shape
         n_head = ctx.kwargs["n_head"]
@@ -437,7 +442,8 @@ class PackedAttention(Function):
         dq, dk, dv = _heads(dqkv, n_head)
         heads_out = dout.reshape(B, T, n_head, width // (3 * n_head)).transpose(0, 2, 1, 3)
         _attention_backward(xp, *_heads(qkv, n_head), ctx.kwargs["mask"], ctx.kwargs["scale"],
-                            ctx.kwargs["keep"], log_sum_exp, heads_out, dq, dk, dv)
+                            ctx.kwargs["keep"], log_sum_exp, out.transpose(0, 2, 1, 3), heads_out,
+                            dq, dk, dv)
         return dqkv
 
     @staticmethod
