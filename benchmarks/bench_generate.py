@@ -1,10 +1,12 @@
-"""Generation speed with and without the key/value cache (tokens per second).
+"""Generation speed with and without the key/value cache (tokens per second), per context policy.
 
 The model is the ``small`` config (6 layers, 6 heads, 384 wide, block 256, vocab 65) with
 random weights, greedy decoding, batch 1, from a one-token prompt. Two lengths: 255 new
-tokens (the text stays inside the 256-token window, so the cache is never refilled) and 500
-(past the window the context slides every step, and the cache is refilled from the window,
-which keeps cached and uncached output identical).
+tokens (the text stays inside the 256-token window, where both context policies do the same
+thing, so one row) and 500 (past the window; one row per policy). With ``slide`` the window
+moves by one token per step and the cache is refilled from the whole window at each step;
+with ``halve`` the context is cut to its last 128 tokens when it overflows and the cache is
+refilled only then, once per 129 steps. Either way cached and uncached output must be identical.
 
     python -m benchmarks.bench_generate [--new 255 500] [--json PATH]
 """
@@ -36,21 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     sync = harness.tinygrad_sync(args.device)
     rows, results = [], []
     for new in args.new:
-        speeds, outputs = {}, {}
-        for use_cache in (True, False):
-            sync()
-            start = time.perf_counter()
-            outputs[use_cache] = model.generate(prompt, new, temperature=0.0, use_cache=use_cache)
-            sync()
-            speeds[use_cache] = new / (time.perf_counter() - start)
-        same = bool((outputs[True].numpy() == outputs[False].numpy()).all())
-        results.append({"new_tokens": new, "cached_tok_s": speeds[True],
-                        "uncached_tok_s": speeds[False], "speedup": speeds[True] / speeds[False],
-                        "identical": same})
-        rows.append([new, f"{speeds[True]:.1f}", f"{speeds[False]:.1f}",
-                     f"{speeds[True] / speeds[False]:.1f}x", "yes" if same else "NO"])
-    print(harness.format_table(["new tokens", "cached tok/s", "uncached tok/s", "speed-up",
-                                "identical"], rows))
+        fits = prompt.shape[1] + new <= model.config.block_size  # the policies never act
+        for context in ["slide"] if fits else ["slide", "halve"]:
+            speeds, outputs = {}, {}
+            for use_cache in (True, False):
+                sync()
+                start = time.perf_counter()
+                outputs[use_cache] = model.generate(prompt, new, temperature=0.0,
+                                                    use_cache=use_cache, context=context)
+                sync()
+                speeds[use_cache] = new / (time.perf_counter() - start)
+            same = bool((outputs[True].numpy() == outputs[False].numpy()).all())
+            policy = "either" if fits else context
+            results.append({"new_tokens": new, "context": policy, "cached_tok_s": speeds[True],
+                            "uncached_tok_s": speeds[False],
+                            "speedup": speeds[True] / speeds[False], "identical": same})
+            rows.append([new, policy, f"{speeds[True]:.1f}", f"{speeds[False]:.1f}",
+                         f"{speeds[True] / speeds[False]:.1f}x", "yes" if same else "NO"])
+    print(harness.format_table(["new tokens", "policy", "cached tok/s", "uncached tok/s",
+                                "speed-up", "identical"], rows))
     if args.json:
         harness.write_json(args.json, {"benchmark": "generate", "environment": harness.environment(),
                                        "rows": results})

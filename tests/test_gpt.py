@@ -120,6 +120,62 @@ def test_greedy_generation_is_identical_with_and_without_cache(prompt_len, new):
     np.testing.assert_array_equal(cached.numpy()[:, :prompt_len], prompt)
 
 
+@pytest.mark.parametrize("context", ["slide", "halve"])
+@pytest.mark.parametrize("prompt_len,temperature", [(1, 0.0), (11, 0.0), (3, 1.0)])
+def test_cached_and_uncached_generation_agree_past_the_window(context, prompt_len, temperature):
+    """Several windows' worth of tokens, from a short prompt and from one longer than the
+    window; sampling draws the same random numbers in both runs, so it agrees too."""
+    tl.manual_seed(0)
+    model = GPT(tiny_config(block_size=8)).eval()
+    prompt = np.random.default_rng(5).integers(0, 13, (2, prompt_len))
+    outputs = []
+    for use_cache in (True, False):
+        tl.manual_seed(11)
+        outputs.append(model.generate(prompt, 30, temperature=temperature, top_k=5,
+                                      use_cache=use_cache, context=context).numpy())
+    assert outputs[0].shape == (2, prompt_len + 30)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0][:, :prompt_len], prompt)
+
+
+def record_forward_calls(model: GPT, monkeypatch) -> list[tuple[int, int]]:
+    """(tokens fed, positions already cached) for each call of ``model``'s forward."""
+    calls: list[tuple[int, int]] = []
+    forward = model.forward
+
+    def recording(idx, targets=None, caches=None):
+        calls.append((idx.shape[1], caches[0].length if caches else 0))
+        return forward(idx, targets, caches)
+
+    monkeypatch.setattr(model, "forward", recording)
+    return calls
+
+
+def test_halve_keeps_the_last_half_window_and_refills_the_cache_once(monkeypatch):
+    tl.manual_seed(0)
+    model = GPT(tiny_config(block_size=8)).eval()
+    calls = record_forward_calls(model, monkeypatch)
+    prompt = np.array([[1, 2, 3]])
+    out = model.generate(prompt, 14, temperature=0.0, use_cache=False, context="halve").numpy()
+    # contexts of 3..8 tokens, then 4 (the last 8 // 2) growing to 8 again, then 4, 5, 6
+    assert [t for t, _ in calls] == [3, 4, 5, 6, 7, 8, 4, 5, 6, 7, 8, 4, 5, 6]
+    calls.clear()
+    model.generate(prompt, 14, temperature=0.0, use_cache=True, context="halve")
+    prefill = (4, 0)  # the kept 4 tokens fed to fresh caches
+    expected = [(3, 0)] + [(1, n) for n in range(3, 8)] + [prefill] \
+        + [(1, n) for n in range(4, 8)] + [prefill] + [(1, 4), (1, 5)]
+    assert calls == expected
+    # the last token is the argmax after the last 6 tokens, at positions 0..5
+    logits, _ = model(out[:, -7:-1])
+    assert out[0, -1] == logits.numpy()[0, -1].argmax()
+
+
+def test_generate_rejects_an_unknown_context_policy():
+    model = GPT(tiny_config())
+    with pytest.raises(ValueError, match=r"GPT.generate: context must be 'slide' or 'halve'"):
+        model.generate(np.array([[1]]), 2, context="window")
+
+
 def test_sampling_is_reproducible_and_respects_top_k():
     model = GPT(tiny_config()).eval()
     prompt = np.array([[1, 2, 3]])

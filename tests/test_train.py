@@ -49,6 +49,15 @@ def test_train_then_sample(corpus: Path, tmp_path: Path, capsys):
     assert first.startswith("To be") and len(first) > 40
     assert cli.main(args) == 0
     assert capsys.readouterr().out == first  # same seed, same text
+    # past the 32-token window of the tiny preset, halving gives the same greedy text with
+    # and without the cache
+    halve = ["sample", "--out", str(out), "--prompt", "To be", "--max-new-tokens", "60",
+             "--temperature", "0", "--context", "halve"]
+    assert cli.main(halve) == 0
+    cached = capsys.readouterr().out
+    assert cached.startswith("To be") and len(cached) > 60
+    assert cli.main([*halve, "--no-cache"]) == 0
+    assert capsys.readouterr().out == cached
 
 
 def test_resume_continues_exactly(corpus: Path, tmp_path: Path):

@@ -53,6 +53,10 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="same seed, same text")
     p.add_argument("--device", default=None)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
+    p.add_argument("--context", choices=["slide", "halve"], default="slide",
+                   help="once the text outgrows the model's window: slide the window by one "
+                   "token each step (the cache is refilled every step: slow) or halve the "
+                   "context (refilled once per half window: fast) (default: slide)")
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -123,7 +127,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_model(args.out, args.device)
     text = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
-                         args.top_k, args.top_p, args.seed, use_cache=not args.no_cache)
+                         args.top_k, args.top_p, args.seed, use_cache=not args.no_cache,
+                         context=args.context)
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     return 0
 

@@ -31,12 +31,15 @@ def load_model(out: str | Path, device: str | None = None) -> tuple[GPT, tokeniz
 def generate_text(model: GPT, tokenizer: tokenizers.Tokenizer, prompt: str = "\n",
                   max_new_tokens: int = 500, temperature: float = 0.8, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = None,
-                  use_cache: bool = True) -> str:
-    """The prompt followed by ``max_new_tokens`` sampled tokens, decoded to text."""
+                  use_cache: bool = True, context: str = "slide") -> str:
+    """The prompt followed by ``max_new_tokens`` sampled tokens, decoded to text.
+
+    ``context`` is the policy past the model's window, as in ``GPT.generate``: ``"slide"``
+    or the faster ``"halve"``."""
     if seed is not None:
         backend.manual_seed(seed)
     ids = tokenizer.encode(prompt or "\n")
     idx = Tensor(ids.reshape(1, -1).astype("int64"), device=model.lm_head.weight.device)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         use_cache=use_cache)
+                         use_cache=use_cache, context=context)
     return tokenizer.decode(out.numpy()[0])

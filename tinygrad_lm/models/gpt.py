@@ -186,29 +186,45 @@ class GPT(nn.Module):
     @no_grad()
     def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 use_cache: bool = True) -> Tensor:
+                 use_cache: bool = True, context: str = "slide") -> Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new).
 
-        ``temperature=0`` picks the most likely token. The model sees at most the last
-        ``block_size`` tokens. With ``use_cache`` each step feeds only the newest token and
-        reuses cached keys and values; once the context is longer than ``block_size`` the
-        window slides, every position changes, and the cache is refilled from the window, so
-        cached and uncached greedy outputs are always identical.
+        ``temperature=0`` picks the most likely token. The model sees at most ``block_size``
+        tokens, its *context*; ``context`` says what happens when the text outgrows it:
+
+        - ``"slide"``: the context is always the last ``block_size`` tokens. Past the window
+          every step shifts all positions, so the cache is refilled from the whole window at
+          every step and the cache no longer saves work.
+        - ``"halve"``: the context keeps only its last ``block_size // 2`` tokens (positions
+          restart at 0) and then grows by one token per step until the window is full again.
+          The cache is refilled once per halving, so it stays fast past the window. A prompt
+          longer than ``block_size`` is halved the same way before the first step.
+
+        With ``use_cache`` each step feeds only the newest token and reuses cached keys and
+        values; without it each step runs the model over the same context, so for either
+        policy cached and uncached greedy outputs are identical.
         """
+        if context not in ("slide", "halve"):
+            raise ValueError(f"GPT.generate: context must be 'slide' or 'halve', got {context!r}")
         idx = idx if isinstance(idx, Tensor) else Tensor(idx, device=self.lm_head.weight.device)
         if idx.ndim == 1:
             idx = idx.unsqueeze(0)
         if idx.shape[1] == 0:
             raise ValueError("GPT.generate: the prompt needs at least one token")
         block = self.config.block_size
+        # tokens the context keeps when it would outgrow the window: all but one, or half
+        keep = block if context == "slide" else max(1, block // 2)
+        start = 0  # the context is idx[:, start:]
         caches: list[KVCache] | None = None
         for _ in range(max_new_tokens):
-            window = idx[:, -block:]
+            overflow = idx.shape[1] - start > block  # the context no longer fits the window
+            if overflow:  # cut it: its tokens get new positions, from 0
+                start = idx.shape[1] - keep
             if not use_cache:
-                logits, _ = self(window)
-            elif caches is None or idx.shape[1] > block:  # (re)fill the cache from the window
+                logits, _ = self(idx[:, start:])
+            elif caches is None or overflow:  # new positions: (re)fill from the context
                 caches = self._new_caches(idx.shape[0])
-                logits, _ = self(window, caches=caches)
+                logits, _ = self(idx[:, start:], caches=caches)
             else:
                 logits, _ = self(idx[:, -1:], caches=caches)
             next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p)  # (B, 1)
