@@ -242,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         harness.write_json(args.json, {"benchmark": "gpt", "environment": env,
                                        "sgemm_gflops": peak, "rows": rows, "goals": GOALS})
+        compared = [r for r in rows if "step_ratio" in r]
+        if compared:
+            harness.save_chart(args.json.with_suffix(".png"),
+                               [f"{r['config']} {r['device']} {what}" for r in compared
+                                for what in ("step", "forward")],
+                               [r[f"{what}_ratio"] for r in compared
+                                for what in ("step", "forward")],
+                               "GPT: tinygrad_lm time / PyTorch eager time",
+                               "time ratio (log scale; below 1: tinygrad_lm is faster)")
     return 0
 
 

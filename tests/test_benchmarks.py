@@ -82,6 +82,22 @@ def test_quick_run_compares_with_torch(quick_run: dict) -> None:
     assert all(r["gflops"]["tinygrad_lm"] > 0 and r["gflops"]["torch"] > 0 for r in matmul)
 
 
+def test_gpt_step_benchmark_quick_run(tmp_path: Path) -> None:
+    """`bench_gpt --quick`: a timed row per library with ratios, JSON and (with matplotlib)
+    the chart."""
+    path = tmp_path / "gpt.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.bench_gpt", "--quick", "--json", str(path)],
+                   cwd=harness.ROOT, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(path.read_text())
+    (row,) = result["rows"]
+    assert row["config"] == "tiny" and row["flops_per_step"] > 0
+    assert row["tinygrad_lm"]["step"]["median_s"] > 0 and row["tinygrad_lm"]["gflops"] > 0
+    if "torch" in row:
+        assert row["step_ratio"] > 0 and row["forward_ratio"] > 0
+        pytest.importorskip("matplotlib")
+        assert path.with_suffix(".png").stat().st_size > 0
+
+
 def test_runs_as_a_script() -> None:
     result = subprocess.run([sys.executable, "benchmarks/bench_ops.py", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
