@@ -207,3 +207,15 @@ def test_bench_fused_quick_run(tmp_path: Any) -> None:
         assert row["reference_over_fused"] == pytest.approx(
             row["reference"]["median_s"] / row["fused"]["median_s"])
         assert (row["torch"] is None) == (row["fused_over_torch"] is None)
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 2e-6, 2e-7),  # erf to 1.5e-7
+                                               (np.float64, 1e-13, 1e-15)])
+def test_gelu_gradient_at_and_near_zero(dtype: Any, rtol: float, atol: float) -> None:
+    """Backward reads Phi(x) back as y / x, and from a Taylor series where that is 0 / 0."""
+    values = [0.0, 1e-30, -1e-9, 3e-5, -1e-3, 0.7, -3.0, 8.0, -12.0]
+    x = Tensor(np.array(values, dtype), requires_grad=True)
+    fused.Gelu.apply(x, approximate="none").sum().backward()
+    expected = [0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) /
+                math.sqrt(2 * math.pi) for v in np.array(values, dtype).astype(float)]
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=rtol, atol=atol)

@@ -232,6 +232,10 @@ class Linear(Function):
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
+_GELU_TAYLOR_BELOW = {2: 1e-2, 4: 1e-4, 8: 1e-8}
+"""By itemsize: below this |x|, Phi(x) = 1/2 + x / sqrt(2 pi) to the dtype's precision (the
+next term is x^3 / (6 sqrt(2 pi))), while y / x would lose digits to subnormals."""
+
 
 def _batch_block(array: Any, i: slice, ndim: int) -> Any:
     """The rows ``i`` of a mask that may or may not have the batch axis of ``ndim``-d scores."""
@@ -259,7 +263,12 @@ def _by_batch_blocks(xp: Any, q: Any, k: Any, v: Any, fn: Callable[[slice], None
 
 class Gelu(Function):
     """Exact: y = x Phi(x), dy/dx = Phi(x) + x phi(x). Tanh form: y = x (1 + tanh u) / 2 with
-    u = sqrt(2/pi) (x + 0.044715 x^3), dy/dx = (1 + t)/2 + x (1 - t^2) u'(x) / 2."""
+    u = sqrt(2/pi) (x + 0.044715 x^3), dy/dx = (1 + t)/2 + x (1 - t^2) u'(x) / 2.
+
+    The exact form keeps its input and its output, and backward reads Phi(x) back as y / x
+    (near 0, where that ratio is 0 / 0, from Phi's Taylor series): the next layer keeps y
+    anyway, so saving Phi(x) as well would cost one more array of the input's size.
+    """
 
     @staticmethod
     def forward(ctx, x, approximate):
@@ -269,17 +278,17 @@ class Gelu(Function):
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1.0 + t)
         x = x if x.flags.c_contiguous else xp.ascontiguousarray(x)  # (which makes 0-d 1-d)
-        flat, out, cdf = x.reshape(-1), xp.empty_like(x), xp.empty_like(x)
-        out_flat, cdf_flat = out.reshape(-1), cdf.reshape(-1)
+        flat, out = x.reshape(-1), xp.empty_like(x)
+        out_flat = out.reshape(-1)
 
         def block(i: slice) -> None:  # Phi(x) = (1 + erf(x / sqrt 2)) / 2, then x Phi(x)
-            c = backend.erf(flat[i] * x.dtype.type(1.0 / math.sqrt(2.0)), out=cdf_flat[i])
+            c = backend.erf(flat[i] * x.dtype.type(1.0 / math.sqrt(2.0)), out=out_flat[i])
             c += 1
             c *= 0.5
-            xp.multiply(flat[i], c, out=out_flat[i])
+            c *= flat[i]
 
         _by_blocks(xp, x.size, 1, block)
-        ctx.save_for_backward(x, cdf)
+        ctx.save_for_backward(x, out)
         return out
 
     @staticmethod
@@ -289,16 +298,22 @@ class Gelu(Function):
         if ctx.kwargs["approximate"] == "tanh":
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
-        flat, cdf, dout = x.reshape(-1), saved.reshape(-1), dout.reshape(-1)
+        flat, y, dout = x.reshape(-1), saved.reshape(-1), dout.reshape(-1)
         grad = xp.empty_like(flat)
+        cast = x.dtype.type
+        tiny = cast(_GELU_TAYLOR_BELOW[x.dtype.itemsize])
 
-        def block(i: slice) -> None:  # dout * (x pdf(x) + cdf(x)), in place in grad[i]
-            g = xp.multiply(flat[i], flat[i], out=grad[i])
-            g *= -0.5
+        def block(i: slice) -> None:  # dout * (Phi(x) + x pdf(x)), in place in grad[i]
+            xi, g = flat[i], grad[i]
+            near_zero = xp.abs(xi) < tiny
+            cdf = xp.divide(y[i], xp.where(near_zero, cast(1), xi))  # Phi = y / x, or near 0:
+            xp.copyto(cdf, xi * cast(1.0 / math.sqrt(2.0 * math.pi)) + cast(0.5), where=near_zero)
+            xp.multiply(xi, xi, out=g)
+            g *= cast(-0.5)
             xp.exp(g, out=g)
-            g *= x.dtype.type(1.0 / math.sqrt(2.0 * math.pi))
-            g *= flat[i]
-            g += cdf[i]
+            g *= cast(1.0 / math.sqrt(2.0 * math.pi))
+            g *= xi
+            g += cdf
             g *= dout[i]
 
         _by_blocks(xp, flat.size, 1, block)
