@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = harness.settings_from_args(args)
     if not args.quick and args.repeat is None:
-        settings = replace(settings, warmup=1, repeat=5, target_s=0.0)
+        settings = replace(settings, warmup=1, repeat=5, target_s=0.05)
     configs = args.config or (["tiny"] if args.quick else ["tiny", "baby", "small"])
     devices, skipped = harness.usable_devices(args.device)
     for device, reason in skipped.items():
