@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="shakespeare")
     parser.add_argument("--out", default="runs/quality")
     parser.add_argument("--skip-train", action="store_true", help="evaluate an existing run")
+    parser.add_argument("--seed", type=int, default=1337, help="the training run's seed")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_train:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "tinygrad_lm", "train", "--preset", "cpu",
-                        "--data", args.data, "--out", str(out), "--quiet", "--sample-tokens", "0"],
+                        "--data", args.data, "--out", str(out), "--seed", str(args.seed), "--quiet",
+                        "--sample-tokens", "0"],
                        check=True)
         wall = time.perf_counter() - started
     model, _ = load_model(out)
