@@ -318,6 +318,14 @@ def test_layer_norm_over_several_trailing_dims() -> None:
         F.layer_norm(x, (5,))
 
 
+def test_layer_norm_of_an_empty_batch_has_zero_parameter_gradients() -> None:
+    norm = nn.LayerNorm(5)
+    x = Tensor(np.zeros((0, 5), np.float32), requires_grad=True)
+    norm(x).sum().backward()
+    assert x.grad.shape == (0, 5)
+    assert norm.weight.grad.tolist() == [0.0] * 5 and norm.bias.grad.tolist() == [0.0] * 5
+
+
 def test_dropout_statistics_scaling_and_eval_identity() -> None:
     drop = nn.Dropout(0.25)
     x = tl.ones(200, 200)

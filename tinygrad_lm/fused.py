@@ -30,12 +30,12 @@ def _by_blocks(xp: Any, rows: int, row_elements: int, fn: Callable[[slice], None
         parallel.for_blocks(rows, parallel.rows_per_block(row_elements, rows), fn, uses_blas)
 
 
-def _sum_in_order(partials: dict[Any, Any]) -> Any:
-    """The sum of per-block partial results, added in block order (None: the one GPU block)."""
-    parts = [partials[k] for k in sorted(partials, key=lambda start: start or 0)]
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+def _sum_in_order(partials: dict[Any, Any], zero: Any) -> Any:
+    """``zero`` plus the per-block partial results, added in block order (the key None: the
+    one GPU block), so the sum is the same whatever thread finished first."""
+    total = zero
+    for start in sorted(partials, key=lambda start: start or 0):
+        total = total + partials[start]
     return total
 
 
@@ -183,8 +183,8 @@ class LayerNorm(Function):
                 xp.multiply(g, rstd[i], out=dx[i])
 
         _by_blocks(xp, xhat.shape[0], width, block)
-        dw = _sum_in_order(partial_w) if need_w else None
-        db = _sum_in_order(partial_b) if need_b else None
+        dw = _sum_in_order(partial_w, xp.zeros(width, xhat.dtype)) if need_w else None
+        db = _sum_in_order(partial_b, xp.zeros(width, xhat.dtype)) if need_b else None
         return (dx.reshape(dout.shape) if need_x else None), dw, db
 
     @staticmethod
