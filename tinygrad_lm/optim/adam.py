@@ -39,6 +39,7 @@ class Adam(Optimizer):
     @no_grad()
     def step(self) -> None:
         """One Adam (or AdamW) update of every parameter that has a gradient."""
+        previous, self._flat = self._flat, {}  # keep only the layouts this step uses
         for group in self.param_groups:
             cohorts: dict[tuple[Any, ...], list[Tensor]] = {}
             for p in group["params"]:
@@ -53,15 +54,16 @@ class Adam(Optimizer):
                 state["step"] += 1
                 cohorts.setdefault((state["step"], p.dtype, p.device), []).append(p)
             for (t, _, _), params in cohorts.items():
-                self._update(params, t, group)
+                self._update(params, t, group, previous)
 
-    def _update(self, params: list[Tensor], t: int, group: dict[str, Any]) -> None:
+    def _update(self, params: list[Tensor], t: int, group: dict[str, Any],
+                previous: dict[tuple[int, ...], Any]) -> None:
         """Update ``params`` (same step count, dtype and device) with one pass over flat
         arrays: a handful of big array ops instead of a dozen small ones per parameter."""
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
         xp, cast = params[0].device_obj.xp, params[0].dtype.type
-        m, v = self._flat_moments(params)
+        m, v = self._flat_moments(params, previous)
         g = xp.concatenate([p.grad.data.reshape(-1) for p in params])  # a fresh array: scratch
         if wd and not self.decoupled:
             g += cast(wd) * xp.concatenate([p.data.reshape(-1) for p in params])
@@ -93,12 +95,14 @@ class Adam(Optimizer):
             p.data -= g[start:start + p.data.size].reshape(p.data.shape)
             start += p.data.size
 
-    def _flat_moments(self, params: list[Tensor]) -> tuple[Any, Any]:
-        """The moments of ``params`` laid end to end in two flat arrays. The per-parameter
-        state (what ``state_dict`` saves) holds views into them; when a view has been
-        replaced (``load_state_dict``, a new parameter list) the arrays are gathered anew."""
+    def _flat_moments(self, params: list[Tensor],
+                      previous: dict[tuple[int, ...], Any]) -> tuple[Any, Any]:
+        """The moments of ``params`` laid end to end in two flat arrays (from ``previous``
+        step's layouts when they still hold). The per-parameter state (what ``state_dict``
+        saves) holds views into them; when a view has been replaced (``load_state_dict``, a
+        new parameter list) the arrays are gathered anew."""
         key = tuple(id(p) for p in params)
-        flat = self._flat.get(key)
+        flat = previous.get(key)
         states = [self.state[id(p)] for p in params]
         if flat is None or any(s["exp_avg"].data is not mv or s["exp_avg_sq"].data is not vv
                                for s, mv, vv in zip(states, flat[2], flat[3])):
@@ -112,7 +116,8 @@ class Adam(Optimizer):
                 v_views.append(v[start:stop].reshape(p.data.shape))
                 s["exp_avg"], s["exp_avg_sq"] = Tensor._make(m_views[-1]), Tensor._make(v_views[-1])
                 start = stop
-            flat = self._flat[key] = (m, v, m_views, v_views)
+            flat = (m, v, m_views, v_views)
+        self._flat[key] = flat
         return flat[0], flat[1]
 
 
