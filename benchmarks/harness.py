@@ -410,14 +410,18 @@ def save_chart(path: Path | str, labels: Sequence[str], values: Sequence[float],
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(8, 0.22 * len(labels) + 1.2))
     positions = range(len(labels))
-    ax.barh(list(positions), values, color="#4878a8")
+    start = 1.0 if reference is None else reference  # bars grow from the reference line
+    ax.barh(list(positions), [v - start for v in values], left=start, color="#4878a8")
     ax.set_yticks(list(positions), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     if reference is not None:
         ax.axvline(reference, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
