@@ -76,7 +76,7 @@ class Function:
         if not requires_grad:
             return Tensor._make(out)
         ctx.parents = args if cls.keeps_inputs else tuple(
-            _placeholder(a) if isinstance(a, Tensor) and a._ctx is not None else a for a in args)
+            [_placeholder(a) if type(a) is Tensor and a._ctx is not None else a for a in args])
         ctx.kwargs = kwargs
         return Tensor._make(out, True, ctx)
 
