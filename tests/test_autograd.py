@@ -351,3 +351,32 @@ def test_hooks_and_retain_grad_set_after_the_tensor_was_used_still_apply() -> No
     z.backward()
     assert seen == [[1.0, 1.0]] and y.grad.tolist() == [1.0, 1.0]
     assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_ops_that_keep_placeholders_have_correct_gradients_of_non_leaf_inputs() -> None:
+    """Each op with ``keeps_inputs = False`` gets a non-leaf input (so its node holds a
+    placeholder without values); gradcheck then sees any backward that reads values."""
+    from tinygrad_lm import ops
+
+    used = set()
+
+    def f(a: Tensor, b: Tensor) -> Tensor:
+        x, y = a * 1.5, b * 0.5  # non-leaves
+        parts = [x + y, x - y, -x, x.reshape(3, 2).permute(1, 0).reshape(2, 3),
+                 x[:, 1:].expand(2, 2, 2).sum(0), tl.cat([x, y], axis=1)[:, 2:5]]
+        out = sum((p * p).sum() for p in parts)
+        stack = [out]
+        while stack:  # which ops the graph holds
+            t = stack.pop()
+            if t._ctx is not None:
+                used.add(type(t._ctx))
+                stack += [p for p in t._ctx.parents if isinstance(p, Tensor)]
+        return out
+
+    a = leaf(np.random.default_rng(0).standard_normal((2, 3)))
+    b = leaf(np.random.default_rng(1).standard_normal((2, 3)))
+    assert tl.gradcheck(f, (a, b))
+    placeholder_ops = {op for op in vars(ops).values()
+                       if isinstance(op, type) and issubclass(op, tl.Function)
+                       and not op.keeps_inputs}
+    assert placeholder_ops - {ops.ScatterAdd} <= used  # ScatterAdd runs only in GetItem's backward
