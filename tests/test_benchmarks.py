@@ -83,11 +83,12 @@ def test_quick_run_compares_with_torch(quick_run: dict) -> None:
 
 
 def test_gpt_step_benchmark_quick_run(tmp_path: Path) -> None:
-    """`bench_gpt --quick`: a timed row per library with ratios, JSON and (with matplotlib)
-    the chart."""
+    """`tinygrad-lm bench --quick`, run from outside the repository (so `benchmarks` must come
+    from the installed package): a timed row per library with ratios, JSON and (with
+    matplotlib) the chart."""
     path = tmp_path / "gpt.json"
-    subprocess.run([sys.executable, "-m", "benchmarks.bench_gpt", "--quick", "--json", str(path)],
-                   cwd=harness.ROOT, check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "tinygrad_lm", "bench", "--quick", "--json", str(path)],
+                   cwd=tmp_path, check=True, capture_output=True, text=True, timeout=600)
     result = json.loads(path.read_text())
     (row,) = result["rows"]
     assert row["config"] == "tiny" and row["flops_per_step"] > 0
