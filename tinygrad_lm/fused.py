@@ -430,6 +430,12 @@ def _heads(packed: Any, n_head: int) -> Any:
     return packed.reshape(B, T, 3, n_head, width // (3 * n_head)).transpose(2, 0, 3, 1, 4)
 
 
+def _split_heads(merged: Any, n_head: int) -> Any:
+    """(B, T, C) merged heads as a (B, n_head, T, C / n_head) view: no copy."""
+    B, T, width = merged.shape
+    return merged.reshape(B, T, n_head, width // n_head).transpose(0, 2, 1, 3)
+
+
 class PackedAttention(Function):
     """Multi-head attention from the packed projections qkv = [q | k | v] (B, T, 3C) to the
     merged heads (B, T, C): the heads are strided views, so nothing is split or copied, and
@@ -440,25 +446,21 @@ class PackedAttention(Function):
     def forward(ctx, qkv, n_head, mask, scale, keep):
         xp = _xp(qkv)
         B, T, width = qkv.shape
-        q, k, v = _heads(qkv, n_head)
-        out = xp.empty((B, T, n_head, width // (3 * n_head)), qkv.dtype)
+        out = xp.empty((B, T, width // 3), qkv.dtype)
+        out_heads = _split_heads(out, n_head)
         log_sum_exp = xp.empty((B, n_head, T, 1), qkv.dtype)
-        _attention_forward(xp, q, k, v, mask, scale, keep, out.transpose(0, 2, 1, 3), log_sum_exp)
-        ctx.save_for_backward(qkv, log_sum_exp, out)  # out: c_proj keeps it anyway
-        return out.reshape(B, T, width // 3)
+        _attention_forward(xp, *_heads(qkv, n_head), mask, scale, keep, out_heads, log_sum_exp)
+        ctx.save_for_backward(qkv, log_sum_exp, out_heads)  # out: c_proj keeps it anyway
+        return out
 
     @staticmethod
     def backward(ctx, dout):
-        qkv, log_sum_exp, out = ctx.saved_tensors
-        xp = _xp(qkv)
-        B, T, width = qkv.shape
+        qkv, log_sum_exp, out_heads = ctx.saved_tensors
         n_head = ctx.kwargs["n_head"]
-        dqkv = xp.empty_like(qkv)
-        dq, dk, dv = _heads(dqkv, n_head)
-        heads_out = dout.reshape(B, T, n_head, width // (3 * n_head)).transpose(0, 2, 1, 3)
-        _attention_backward(xp, *_heads(qkv, n_head), ctx.kwargs["mask"], ctx.kwargs["scale"],
-                            ctx.kwargs["keep"], log_sum_exp, out.transpose(0, 2, 1, 3), heads_out,
-                            dq, dk, dv)
+        dqkv = _xp(qkv).empty_like(qkv)
+        _attention_backward(_xp(qkv), *_heads(qkv, n_head), ctx.kwargs["mask"],
+                            ctx.kwargs["scale"], ctx.kwargs["keep"], log_sum_exp, out_heads,
+                            _split_heads(dout, n_head), *_heads(dqkv, n_head))
         return dqkv
 
     @staticmethod
