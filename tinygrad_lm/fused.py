@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from . import backend, parallel
+from . import backend, cuda_kernels, parallel
 from .autograd import Function
 from .tensor import Tensor, where
 
@@ -91,29 +91,42 @@ class LogSoftmax(Function):
 
 class CrossEntropy(Function):
     """Per-row loss -log softmax(z)[t] of logits z (N, C) and targets t (N,), 0 where
-    t == ignore_index; d loss_i / dz_i = softmax(z_i) - onehot(t_i)."""
+    t == ignore_index; d loss_i / dz_i = softmax(z_i) - onehot(t_i).
+
+    It keeps the logits (the graph holds them anyway), each row's max m and
+    log sum exp(z - m): softmax(z) = exp(z - m - log sum exp(z - m)) comes back in backward
+    with no N x C array kept in between.
+    """
 
     @staticmethod
     def forward(ctx, logits, targets, ignore_index):
         xp = _xp(logits)
-        n = logits.shape[0]
         valid = targets != ignore_index
         safe = xp.where(valid, targets, 0)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_norm = xp.log(xp.exp(shifted).sum(axis=1))
-        rows = xp.arange(n)
-        losses = (log_norm - shifted[rows, safe]) * valid
-        ctx.save_for_backward(shifted, log_norm, safe, valid)
+        row_max = logits.max(axis=1, keepdims=True)
+        if cuda_kernels.applies_to(xp):
+            log_norm = cuda_kernels.run(cuda_kernels.LOG_SUM_EXP_SHIFTED, logits, row_max, axis=1)
+        else:
+            log_norm = xp.log(xp.exp(logits - row_max).sum(axis=1))
+        picked = logits[xp.arange(logits.shape[0]), safe] - row_max[:, 0]
+        losses = (log_norm - picked) * valid
+        ctx.save_for_backward(logits, row_max, log_norm, safe, valid)
         return losses
 
     @staticmethod
     def backward(ctx, dout):
-        shifted, log_norm, safe, valid = ctx.saved_tensors
-        xp = _xp(shifted)
+        logits, row_max, log_norm, safe, valid = ctx.saved_tensors
+        xp = _xp(logits)
         scale = (dout * valid)[:, None]
-        dlogits = xp.exp(shifted - log_norm[:, None])  # softmax, in a fresh array
+        if cuda_kernels.applies_to(xp):
+            columns = xp.arange(logits.shape[1], dtype=safe.dtype)
+            return cuda_kernels.run(cuda_kernels.CROSS_ENTROPY_BACKWARD, logits, row_max,
+                                    log_norm[:, None], scale, safe[:, None], columns), None
+        dlogits = logits - row_max  # softmax, in a fresh array
+        dlogits -= log_norm[:, None]
+        xp.exp(dlogits, out=dlogits)
         dlogits *= scale
-        dlogits[xp.arange(shifted.shape[0]), safe] -= scale[:, 0]
+        dlogits[xp.arange(logits.shape[0]), safe] -= scale[:, 0]
         return dlogits, None
 
     @staticmethod
@@ -129,7 +142,8 @@ class LayerNorm(Function):
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) where g = dout * w.
 
     On the CPU both passes go over blocks of rows on the thread pool; the weight and bias
-    gradients are summed per block, then over the blocks.
+    gradients are summed per block, then over the blocks. On a GPU each pass is a row
+    reduction or two and one elementwise kernel.
     """
 
     @staticmethod
@@ -137,6 +151,15 @@ class LayerNorm(Function):
         xp = _xp(x)
         width = x.shape[-1]
         rows = x.reshape(-1, width)
+        if cuda_kernels.applies_to(xp):
+            mean = rows.mean(axis=1, keepdims=True)
+            rstd = cuda_kernels.run(cuda_kernels.LAYER_NORM_RSTD, rows, mean, 1.0 / width, eps,
+                                    axis=1, keepdims=True)
+            xhat, y = cuda_kernels.run(cuda_kernels.LAYER_NORM_FORWARD, rows, mean, rstd,
+                                       1 if weight is None else weight,
+                                       0 if bias is None else bias)
+            ctx.save_for_backward(xhat, rstd, weight)
+            return y.reshape(x.shape)
         xhat = xp.empty_like(rows)
         rstd = xp.empty((rows.shape[0], 1), x.dtype)
         y = xp.empty_like(rows)
@@ -165,6 +188,12 @@ class LayerNorm(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         width = xhat.shape[-1]
         dout_rows = dout.reshape(-1, width)
+        if cuda_kernels.applies_to(xp):
+            dx = _layer_norm_dx_on_gpu(dout_rows, xhat, rstd, weight) if need_x else None
+            dw = cuda_kernels.run(cuda_kernels.SUM_OF_PRODUCTS, dout_rows, xhat, axis=0) \
+                if need_w else None
+            db = dout_rows.sum(axis=0) if need_b else None
+            return (dx.reshape(dout.shape) if need_x else None), dw, db
         dx = xp.empty_like(xhat) if need_x else None
         partial_w, partial_b = {}, {}  # by block: summed in block order, the same every run
 
@@ -194,6 +223,17 @@ class LayerNorm(Function):
         if weight is not None:
             y = y * weight
         return y + bias if bias is not None else y
+
+
+def _layer_norm_dx_on_gpu(dout_rows: Any, xhat: Any, rstd: Any, weight: Any) -> Any:
+    """LayerNorm's dx by two row reductions, mean(g) and mean(g xhat), and one kernel."""
+    w, inv_width = (1 if weight is None else weight), 1.0 / xhat.shape[-1]
+    mean_g = cuda_kernels.run(cuda_kernels.LAYER_NORM_MEAN_G, dout_rows, w, inv_width,
+                              axis=1, keepdims=True)
+    mean_gx = cuda_kernels.run(cuda_kernels.LAYER_NORM_MEAN_GX, dout_rows, w, xhat, inv_width,
+                               axis=1, keepdims=True)
+    return cuda_kernels.run(cuda_kernels.LAYER_NORM_BACKWARD, dout_rows, w, xhat, rstd, mean_g,
+                            mean_gx)
 
 
 class Linear(Function):
@@ -267,7 +307,8 @@ class Gelu(Function):
 
     The exact form keeps its input and its output, and backward reads Phi(x) back as y / x
     (near 0, where that ratio is 0 / 0, from Phi's Taylor series): the next layer keeps y
-    anyway, so saving Phi(x) as well would cost one more array of the input's size.
+    anyway, so saving Phi(x) as well would cost one more array of the input's size. On a GPU
+    each direction is one kernel, and backward recomputes Phi(x) from x.
     """
 
     @staticmethod
@@ -277,6 +318,10 @@ class Gelu(Function):
             t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1.0 + t)
+        if cuda_kernels.applies_to(xp):
+            out = cuda_kernels.run(cuda_kernels.GELU_FORWARD, x)
+            ctx.save_for_backward(x, out)
+            return out
         x = x if x.flags.c_contiguous else xp.ascontiguousarray(x)  # (which makes 0-d 1-d)
         flat, out = x.reshape(-1), xp.empty_like(x)
         out_flat = out.reshape(-1)
@@ -298,6 +343,8 @@ class Gelu(Function):
         if ctx.kwargs["approximate"] == "tanh":
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return dout * (0.5 * (1.0 + saved) + 0.5 * x * (1.0 - saved * saved) * du)
+        if cuda_kernels.applies_to(xp):  # one kernel from x alone: no 0 / 0 to avoid
+            return cuda_kernels.run(cuda_kernels.GELU_BACKWARD, x, dout)
         flat, y, dout = x.reshape(-1), saved.reshape(-1), dout.reshape(-1)
         grad = xp.empty_like(flat)
         cast = x.dtype.type

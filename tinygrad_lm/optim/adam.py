@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from .. import backend, parallel
+from .. import cuda_kernels, parallel
 from ..config import no_grad
 from ..tensor import Tensor
 from .optimizer import Optimizer
@@ -54,11 +54,14 @@ class Adam(Optimizer):
                 state["step"] += 1
                 cohorts.setdefault((state["step"], p.dtype, p.device), []).append(p)
             for (t, _, _), params in cohorts.items():
-                self._update(params, t, group, previous)
+                if cuda_kernels.applies_to(params[0].device_obj.xp):
+                    self._update_on_gpu(params, t, group)
+                else:
+                    self._update(params, t, group, previous)
 
     def _update(self, params: list[Tensor], t: int, group: dict[str, Any],
                 previous: dict[tuple[int, ...], Any]) -> None:
-        """Update ``params`` (same step count, dtype and device) with one pass over flat
+        """Update ``params`` (same step count, dtype, on the cpu) with one pass over flat
         arrays: a handful of big array ops instead of a dozen small ones per parameter."""
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
@@ -84,16 +87,26 @@ class Adam(Optimizer):
             xp.divide(mi, gi, out=gi)
             gi *= step_size
 
-        if xp is backend.CPU.xp:
-            parallel.for_blocks(g.size, parallel.rows_per_block(1, g.size), block)
-        else:
-            block(slice(None))
+        parallel.for_blocks(g.size, parallel.rows_per_block(1, g.size), block)
         start = 0
         for p in params:
             if wd and self.decoupled:
                 p.data *= cast(1 - lr * wd)
             p.data -= g[start:start + p.data.size].reshape(p.data.shape)
             start += p.data.size
+
+    def _update_on_gpu(self, params: list[Tensor], t: int, group: dict[str, Any]) -> None:
+        """The same update on a GPU: one fused kernel per parameter reads its gradient and
+        rewrites the parameter and both moments in place (cuda_kernels.ADAM_STEP)."""
+        lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                       group["weight_decay"])
+        l2, decay = (0.0, 1 - lr * wd) if self.decoupled else (wd, 1.0)
+        step_size, rescale = lr / (1 - beta1 ** t), 1 / math.sqrt(1 - beta2 ** t)
+        for p in params:
+            state = self.state[id(p)]
+            cuda_kernels.run(cuda_kernels.ADAM_STEP, p.grad.data, l2, decay, beta1, 1 - beta1,
+                             beta2, 1 - beta2, step_size, rescale, eps,
+                             p.data, state["exp_avg"].data, state["exp_avg_sq"].data)
 
     def _flat_moments(self, params: list[Tensor],
                       previous: dict[tuple[int, ...], Any]) -> tuple[Any, Any]:
