@@ -107,6 +107,16 @@ def test_erf_matches_math_erf(dtype: type, tolerance: float) -> None:
     assert np.max(np.abs(got.astype(np.float64) - expected)) < tolerance
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_fast_erf_is_odd_and_fills_out_from_a_strided_input(dtype: type) -> None:
+    x = ERF_POINTS.astype(dtype)[::2]  # a strided view
+    out = np.empty(x.shape, dtype)
+    got = backend.erf(x, out=out)
+    assert np.shares_memory(got, out) and got.dtype == dtype
+    np.testing.assert_array_equal(backend.erf(-x), -got)  # the sign is x's, bit for bit
+    assert np.all(np.signbit(got) == np.signbit(x))
+
+
 def test_erf_of_a_zero_dim_array() -> None:
     assert abs(float(backend.erf(np.array(0.5))) - math.erf(0.5)) < 1e-15
 

@@ -352,9 +352,12 @@ class Gelu(Function):
 
         def block(i: slice) -> None:  # dout * (Phi(x) + x pdf(x)), in place in grad[i]
             xi, g = flat[i], grad[i]
+            with xp.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 is replaced below
+                cdf = xp.divide(y[i], xi)  # Phi = y / x, or near 0 its Taylor series:
             near_zero = xp.abs(xi) < tiny
-            cdf = xp.divide(y[i], xp.where(near_zero, cast(1), xi))  # Phi = y / x, or near 0:
-            xp.copyto(cdf, xi * cast(1.0 / math.sqrt(2.0 * math.pi)) + cast(0.5), where=near_zero)
+            if near_zero.any():
+                xp.copyto(cdf, xi * cast(1.0 / math.sqrt(2.0 * math.pi)) + cast(0.5),
+                          where=near_zero)
             xp.multiply(xi, xi, out=g)
             g *= cast(-0.5)
             xp.exp(g, out=g)
