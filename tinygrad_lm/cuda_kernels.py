@@ -122,9 +122,10 @@ def applies_to(xp: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(kernel: "Elementwise | Reduction") -> Any:
+def compiled(kernel: "Elementwise | Reduction", sum_in_float: bool = False) -> Any:
     """The CuPy kernel for ``kernel`` (built once; CuPy compiles it on the first call for
-    each dtype and caches the binary on disk)."""
+    each dtype and caches the binary on disk). ``sum_in_float`` makes a reduction add up in
+    float rather than in ``T``: for half inputs, whose 11-bit sums would drift."""
     import cupy
 
     if isinstance(kernel, Elementwise):
@@ -132,9 +133,12 @@ def compiled(kernel: "Elementwise | Reduction") -> Any:
                                       kernel.name)
     return cupy.ReductionKernel(kernel.in_params, kernel.out_params, kernel.map_expr,
                                 kernel.reduce_expr, kernel.post_map_expr, kernel.identity,
-                                kernel.name)
+                                kernel.name, reduce_type="float" if sum_in_float else None)
 
 
 def run(kernel: "Elementwise | Reduction", *args: Any, **kwargs: Any) -> Any:
     """Call ``kernel`` on CuPy arrays and scalars (``axis``/``keepdims`` for reductions)."""
-    return compiled(kernel)(*args, **kwargs)
+    half = isinstance(kernel, Reduction) and any(
+        getattr(a, "dtype", None) is not None and a.dtype.kind == "f" and a.dtype.itemsize == 2
+        for a in args)
+    return compiled(kernel, half)(*args, **kwargs)

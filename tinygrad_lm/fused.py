@@ -119,9 +119,10 @@ class CrossEntropy(Function):
         xp = _xp(logits)
         scale = (dout * valid)[:, None]
         if cuda_kernels.applies_to(xp):
-            columns = xp.arange(logits.shape[1], dtype=safe.dtype)
+            columns = xp.arange(logits.shape[1], dtype=xp.int64)  # (int8 ids would wrap)
+            targets = safe[:, None].astype(xp.int64, copy=False)
             return cuda_kernels.run(cuda_kernels.CROSS_ENTROPY_BACKWARD, logits, row_max,
-                                    log_norm[:, None], scale, safe[:, None], columns), None
+                                    log_norm[:, None], scale, targets, columns), None
         dlogits = logits - row_max  # softmax, in a fresh array
         dlogits -= log_norm[:, None]
         xp.exp(dlogits, out=dlogits)
@@ -156,8 +157,8 @@ class LayerNorm(Function):
             rstd = cuda_kernels.run(cuda_kernels.LAYER_NORM_RSTD, rows, mean, 1.0 / width, eps,
                                     axis=1, keepdims=True)
             xhat, y = cuda_kernels.run(cuda_kernels.LAYER_NORM_FORWARD, rows, mean, rstd,
-                                       1 if weight is None else weight,
-                                       0 if bias is None else bias)
+                                       1 if weight is None else weight.astype(x.dtype, copy=False),
+                                       0 if bias is None else bias.astype(x.dtype, copy=False))
             ctx.save_for_backward(xhat, rstd, weight)
             return y.reshape(x.shape)
         xhat = xp.empty_like(rows)
@@ -227,7 +228,8 @@ class LayerNorm(Function):
 
 def _layer_norm_dx_on_gpu(dout_rows: Any, xhat: Any, rstd: Any, weight: Any) -> Any:
     """LayerNorm's dx by two row reductions, mean(g) and mean(g xhat), and one kernel."""
-    w, inv_width = (1 if weight is None else weight), 1.0 / xhat.shape[-1]
+    w = 1 if weight is None else weight.astype(xhat.dtype, copy=False)
+    inv_width = 1.0 / xhat.shape[-1]
     mean_g = cuda_kernels.run(cuda_kernels.LAYER_NORM_MEAN_G, dout_rows, w, inv_width,
                               axis=1, keepdims=True)
     mean_gx = cuda_kernels.run(cuda_kernels.LAYER_NORM_MEAN_GX, dout_rows, w, xhat, inv_width,

@@ -104,7 +104,8 @@ class Adam(Optimizer):
         step_size, rescale = lr / (1 - beta1 ** t), 1 / math.sqrt(1 - beta2 ** t)
         for p in params:
             state = self.state[id(p)]
-            cuda_kernels.run(cuda_kernels.ADAM_STEP, p.grad.data, l2, decay, beta1, 1 - beta1,
+            grad = p.grad.data.astype(p.data.dtype, copy=False)
+            cuda_kernels.run(cuda_kernels.ADAM_STEP, grad, l2, decay, beta1, 1 - beta1,
                              beta2, 1 - beta2, step_size, rescale, eps,
                              p.data, state["exp_avg"].data, state["exp_avg_sq"].data)
 
