@@ -30,6 +30,14 @@ def _by_blocks(xp: Any, rows: int, row_elements: int, fn: Callable[[slice], None
         parallel.for_blocks(rows, parallel.rows_per_block(row_elements, rows), fn, uses_blas)
 
 
+def _row_sums(xp: Any, a: Any) -> Any:
+    """Sums over the last axis, kept as a length-1 axis, by one matrix-vector product: BLAS
+    runs it about 5x faster than NumPy's reduction over short rows (a LayerNorm row of 128,
+    an attention row of 64)."""
+    width = a.shape[-1]
+    return (a.reshape(-1, width) @ xp.ones(width, a.dtype)).reshape(a.shape[:-1] + (1,))
+
+
 def _sum_in_order(partials: dict[Any, Any], zero: Any) -> Any:
     """``zero`` plus the per-block partial results, added in block order (the key None: the
     one GPU block), so the sum is the same whatever thread finished first."""
@@ -107,7 +115,7 @@ class CrossEntropy(Function):
         if cuda_kernels.applies_to(xp):
             log_norm = cuda_kernels.run(cuda_kernels.LOG_SUM_EXP_SHIFTED, logits, row_max, axis=1)
         else:
-            log_norm = xp.log(xp.exp(logits - row_max).sum(axis=1))
+            log_norm = xp.log(_row_sums(xp, xp.exp(logits - row_max))[:, 0])
         picked = logits[xp.arange(logits.shape[0]), safe] - row_max[:, 0]
         losses = (log_norm - picked) * valid
         ctx.save_for_backward(logits, row_max, log_norm, safe, valid)
@@ -164,10 +172,14 @@ class LayerNorm(Function):
         xhat = xp.empty_like(rows)
         rstd = xp.empty((rows.shape[0], 1), x.dtype)
         y = xp.empty_like(rows)
+        inv_width = x.dtype.type(1.0 / width)
 
         def block(i: slice) -> None:
-            centered = xp.subtract(rows[i], rows[i].mean(axis=-1, keepdims=True), out=xhat[i])
-            variance = xp.square(centered).mean(axis=-1, keepdims=True)
+            mean = _row_sums(xp, rows[i])
+            mean *= inv_width
+            centered = xp.subtract(rows[i], mean, out=xhat[i])
+            variance = _row_sums(xp, xp.square(centered))
+            variance *= inv_width
             r = xp.sqrt(variance + eps, out=rstd[i])
             xp.divide(1, r, out=r)
             centered *= r  # xhat, in place
@@ -178,7 +190,7 @@ class LayerNorm(Function):
             if bias is not None:
                 y[i] += bias
 
-        _by_blocks(xp, rows.shape[0], width, block)
+        _by_blocks(xp, rows.shape[0], width, block, uses_blas=True)  # (the row sums)
         ctx.save_for_backward(xhat, rstd, weight)
         return y.reshape(x.shape)
 
@@ -196,6 +208,7 @@ class LayerNorm(Function):
             db = dout_rows.sum(axis=0) if need_b else None
             return (dx.reshape(dout.shape) if need_x else None), dw, db
         dx = xp.empty_like(xhat) if need_x else None
+        inv_width = xhat.dtype.type(1.0 / width)
         partial_w, partial_b = {}, {}  # by block: summed in block order, the same every run
 
         def block(i: slice) -> None:
@@ -206,13 +219,15 @@ class LayerNorm(Function):
                 partial_b[i.start] = d.sum(axis=0)
             if need_x:
                 g = d * weight if weight is not None else d.copy()
-                g_mean = g.mean(axis=-1, keepdims=True)
-                gx_mean = (g * xhat[i]).mean(axis=-1, keepdims=True)
+                g_mean = _row_sums(xp, g)
+                g_mean *= inv_width
+                gx_mean = _row_sums(xp, g * xhat[i])
+                gx_mean *= inv_width
                 g -= g_mean
                 g -= xp.multiply(xhat[i], gx_mean, out=dx[i])
                 xp.multiply(g, rstd[i], out=dx[i])
 
-        _by_blocks(xp, xhat.shape[0], width, block)
+        _by_blocks(xp, xhat.shape[0], width, block, uses_blas=True)
         dw = _sum_in_order(partial_w, xp.zeros(width, xhat.dtype)) if need_w else None
         db = _sum_in_order(partial_b, xp.zeros(width, xhat.dtype)) if need_b else None
         return (dx.reshape(dout.shape) if need_x else None), dw, db
@@ -390,7 +405,7 @@ def _attention_forward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float,
         row_max = weights.max(axis=-1, keepdims=True)
         weights -= row_max
         xp.exp(weights, out=weights)  # unnormalised: P = weights / total
-        total = weights.sum(axis=-1, keepdims=True)
+        total = _row_sums(xp, weights)
         xp.add(row_max, xp.log(total), out=log_sum_exp[i])
         if keep is not None:
             weights *= keep[i]
@@ -420,7 +435,7 @@ def _attention_backward(xp: Any, q: Any, k: Any, v: Any, mask: Any, scale: float
         dscores = dout[i] @ xp.swapaxes(v[i], -1, -2)  # dP, then dS / scale in place
         if keep is not None:
             dscores *= keep[i]
-        dscores -= (dout[i] * out[i]).sum(axis=-1, keepdims=True)
+        dscores -= _row_sums(xp, dout[i] * out[i])
         dscores *= w
         if dq is not None:
             xp.matmul(dscores, k[i], out=dq[i])
