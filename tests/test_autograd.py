@@ -341,7 +341,27 @@ def test_an_intermediate_that_backward_needs_is_kept() -> None:
     assert x.grad.tolist() == [4.0, 6.0]  # d (x+1)^2 / dx = 2 (x + 1)
 
 
-def test_hooks_and_retain_grad_set_after_the_tensor_was_used_still_apply() -> None:
+@pytest.fixture
+def placeholders_for_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placeholders even for the tiny arrays of these tests (normally kept as they are)."""
+    from tinygrad_lm import autograd
+
+    monkeypatch.setattr(autograd, "PLACEHOLDER_MIN_BYTES", 0)
+
+
+def test_small_inputs_are_kept_and_large_ones_replaced_by_placeholders() -> None:
+    from tinygrad_lm import autograd
+
+    for size, replaced in ((autograd.PLACEHOLDER_MIN_BYTES // 8 - 1, False),
+                           (autograd.PLACEHOLDER_MIN_BYTES // 8, True)):
+        y = leaf(np.ones(size)) * 2  # float64: 8 bytes an element
+        parent = (y + 1).grad_fn.parents[0]
+        assert (parent is not y) == replaced
+        assert parent.grad_fn is y.grad_fn and parent.shape == y.shape
+
+
+def test_hooks_and_retain_grad_set_after_the_tensor_was_used_still_apply(
+        placeholders_for_all: None) -> None:
     x = leaf([1.0, 2.0])
     y = x * 3
     z = (y + 1).sum()  # the graph holds a placeholder for y from here on
@@ -353,7 +373,8 @@ def test_hooks_and_retain_grad_set_after_the_tensor_was_used_still_apply() -> No
     assert x.grad.tolist() == [3.0, 3.0]
 
 
-def test_ops_that_keep_placeholders_have_correct_gradients_of_non_leaf_inputs() -> None:
+def test_ops_that_keep_placeholders_have_correct_gradients_of_non_leaf_inputs(
+        placeholders_for_all: None) -> None:
     """Each op with ``keeps_inputs = False`` gets a non-leaf input (so its node holds a
     placeholder without values); gradcheck then sees any backward that reads values."""
     from tinygrad_lm import ops
