@@ -1,12 +1,12 @@
-"""Run the CUDA kernel sources of tinygrad_lm.cuda_kernels on the CPU.
+"""Run the CUDA kernel sources of tinygrad_lm.kernels.cuda on the CPU.
 
 Each kernel body is compiled with the machine's C++ compiler inside a plain loop, the way
 CuPy wraps it in a CUDA kernel: array inputs are read into ``const`` values, scalar inputs
 are arguments in scope everywhere (a reduction's ``post_map_expr`` may use them, as
 CuPy's own variance kernel does), outputs are references into their arrays, ``T`` is the
-float type and ``S`` the integer type. NumPy does the broadcasting. This checks the kernels' math (and, through ``run``, the code in
-fused.py and adam.py that calls them) where there is no GPU; CuPy's own launch machinery is
-exercised only on a GPU.
+float type and ``S`` the integer type. NumPy does the broadcasting. This checks the
+kernels' math (and, through ``run``, the functions of kernels/cuda.py that call them) where
+there is no GPU; CuPy's own launch machinery is exercised only on a GPU.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_lm.cuda_kernels import Elementwise, Reduction
+from tinygrad_lm.kernels.cuda import Elementwise, Reduction
 
 COMPILER = shutil.which("g++") or shutil.which("c++")
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -74,7 +74,7 @@ def source(kernel: "Elementwise | Reduction", ctype: str, scalars: frozenset[str
 
 class Emulator:
     """Compiles kernels on first use into ``build_dir`` and runs them on NumPy arrays with
-    the calling convention of ``cuda_kernels.run``."""
+    the calling convention of ``kernels.cuda.run``."""
 
     def __init__(self, build_dir: Path) -> None:
         self.build_dir = build_dir

@@ -23,7 +23,8 @@ PACKAGE = Path(tl.__file__).resolve().parent
 # which sends host buffers; and the package __init__, which only re-exports NumPy's dtype
 # objects as tl.float32 etc.
 NUMPY_ALLOWED = {"backend.py", "config.py", "tensor.py", "gradcheck.py", "serialization.py",
-                 "checks.py", "distributed.py", "__init__.py"}
+                 "checks.py", "distributed.py", "__init__.py",
+                 "kernels/cpu.py"}  # (the compiled CPU kernels are NumPy-only by design)
 
 
 def _imports_numpy(path: Path) -> bool:
@@ -138,3 +139,13 @@ def test_scatter_add_repeats_accumulate_in_2d_index() -> None:
     target = np.zeros((3, 2))
     backend.index_add(target, (np.array([[0, 0], [-1, 0]]),), np.ones((2, 2, 2)))
     np.testing.assert_array_equal(target, [[3, 3], [0, 0], [1, 1]])
+
+
+def test_malloc_is_tuned_on_glibc_unless_asked_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert backend.MALLOC_TUNED
+    monkeypatch.setenv("TINYGRAD_LM_MALLOC", "system")
+    assert backend.tune_malloc() is False

@@ -6,8 +6,7 @@
 >>> x.grad.tolist()
 [[1.0, 0.0]]
 """
-from . import parallel  # first: it sets OpenBLAS's spin time before NumPy loads OpenBLAS
-import numpy as _np  # noqa: E402
+import numpy as _np
 
 from .autograd import Function, grad
 from .backend import manual_seed
@@ -16,7 +15,7 @@ from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .serialization import load, save
 from .tensor import Tensor, cat, stack, where
 from .tracing import trace
-from .parallel import set_num_threads
+from .kernels import get_kernels, set_kernels, set_num_threads
 
 from . import nn, optim  # noqa: E402  (built on the names above)
 
@@ -33,5 +32,5 @@ __all__ = [
     "Tensor", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
     "manual_seed", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "cat", "stack", "where", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
-    "rand", "arange", "save", "load", "trace", "set_num_threads", "nn", "optim", "float16", "float32", "float64", "int32", "int64", "bool_",
+    "rand", "arange", "save", "load", "trace", "set_kernels", "get_kernels", "set_num_threads", "nn", "optim", "float16", "float32", "float64", "int32", "int64", "bool_",
 ]

@@ -5,7 +5,9 @@ which one it is. CuPy is imported lazily, so the library runs with NumPy alone.
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -189,25 +191,18 @@ def erf(x: Any, out: Any = None) -> Any:
 
 
 def _erf_fast(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half.
-    Evaluated in place in two buffers and ``out``: this sits on the GELU hot path."""
+    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, enough for float32 and half:
+    erf(|x|) = 1 - t (a1 + t (a2 + ... + t a5)) exp(-x^2) with t = 1 / (1 + p |x|)."""
     a = np.abs(x)
-    t = np.multiply(a, x.dtype.type(0.3275911))
-    t += 1
-    np.reciprocal(t, out=t)
-    poly = np.multiply(t, x.dtype.type(1.061405429), out=out)
+    t = 1 / (1 + x.dtype.type(0.3275911) * a)
+    poly = x.dtype.type(1.061405429)
     for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        poly += x.dtype.type(coefficient)
-        poly *= t
-    np.square(a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    poly *= a
-    np.subtract(1, poly, out=poly)
-    np.abs(poly, out=poly)  # |erf(x)|; then x's sign bit is OR-ed in, which is copysign
-    bits = np.dtype(f"i{x.dtype.itemsize}")  # without copysign's loop, 9x slower than an OR
-    sign = np.bitwise_and(x.view(bits), np.iinfo(bits).min, out=a.view(bits))
-    return np.bitwise_or(poly.view(bits), sign, out=poly.view(bits)).view(x.dtype)
+        poly = poly * t + x.dtype.type(coefficient)
+    result = np.copysign(1 - poly * t * np.exp(-a * a), x)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 _ERF_SERIES = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(61)]
@@ -230,3 +225,22 @@ def _erf_float64(x: np.ndarray) -> np.ndarray:
         frac = large + (k / 2.0) / frac
     tail = 1.0 - np.exp(-large * large) / (math.sqrt(math.pi) * frac)
     return np.copysign(np.where(a < 2.5, series, tail), x)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+
+
+def tune_malloc() -> bool:
+    """Ask glibc to serve big arrays from its heap (not fresh ``mmap``s) and to keep freed
+    memory for reuse; True when it took. ``TINYGRAD_LM_MALLOC=system`` leaves malloc alone."""
+    if os.environ.get("TINYGRAD_LM_MALLOC", "") == "system":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+MALLOC_TUNED = tune_malloc()

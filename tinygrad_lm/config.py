@@ -16,6 +16,15 @@ DEFAULT_FLOAT = np.dtype(np.float32)
 DEFAULT_DEVICE: str = os.environ.get("TINYGRAD_LM_DEVICE", "cpu")
 """The device of tensors created without ``device=``; ``TINYGRAD_LM_DEVICE`` overrides it."""
 
+KERNEL_SETTINGS = ("reference", "fast")
+
+KERNELS: str = os.environ.get("TINYGRAD_LM_KERNELS", "fast")
+"""Which kernels the fused ops run (tinygrad_lm/kernels): ``"fast"`` (compiled) or
+``"reference"`` (plain array code); ``TINYGRAD_LM_KERNELS`` sets it, ``tl.set_kernels``
+changes it."""
+if KERNELS not in KERNEL_SETTINGS:
+    raise ValueError(f"TINYGRAD_LM_KERNELS must be 'reference' or 'fast', not {KERNELS!r}")
+
 _grad_enabled = True
 
 _tracer: Any = None
@@ -34,6 +43,11 @@ def _set_grad_enabled(mode: bool) -> bool:
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, mode
     return previous
+
+
+def _set_kernels(name: str) -> None:
+    global KERNELS
+    KERNELS = name
 
 
 def _set_tracer(tracer: Any) -> Any:

@@ -150,7 +150,7 @@ def embedding(idx: Any, weight: Tensor) -> Tensor:
     if idx.size and (int(idx.data.min()) < 0 or int(idx.data.max()) >= weight.shape[0]):
         raise IndexError(f"embedding: index out of range for {weight.shape[0]} embeddings "
                          f"(got min {int(idx.data.min())}, max {int(idx.data.max())})")
-    return weight[idx]
+    return fused.Embedding.apply(weight, idx.data, num_embeddings=weight.shape[0])
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any = None,

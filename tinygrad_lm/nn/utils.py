@@ -1,8 +1,10 @@
 """Training utilities that act on a model's gradients."""
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
+from .. import kernels
 from ..config import no_grad
 from ..tensor import Tensor
 
@@ -21,9 +23,9 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float) -> T
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return Tensor(0.0)
-    xp = grads[0].device_obj.xp
-    # summed on the device, read back once
-    total = float(xp.sqrt(sum(xp.vdot(g.data.ravel(), g.data.ravel()) for g in grads)))
+    # each gradient's sum of squares stays on its device; the total is read back once
+    total = math.sqrt(float(sum(kernels.for_array(g.data).sum_of_squares(g.data)
+                                for g in grads)))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for p in params:

@@ -1,0 +1,624 @@
+"""The fast CPU kernels: reference.py's functions compiled with Numba.
+
+NumPy runs one pass over memory per operation, so GELU's dozen operations are a dozen
+passes. Here each op's forward or backward is one loop (two where a row statistic must be
+known first), compiled to machine code with SIMD by LLVM and spread over the cores with
+``prange``. The math is reference.py's line for line; the differences are how it runs:
+
+- ``exp`` of float32 is evaluated inline (a polynomial times a power of two built from
+  bits), so LLVM can vectorise the loops around it; libm's ``exp`` is one call per element.
+  Every exp in these kernels has a non-positive argument (softmax and cross-entropy
+  subtract the row max, GELU's is -x^2 / 2), which is all the inline one covers.
+- Column sums (the weight and bias gradients) are summed per chunk of rows, the chunks in
+  parallel, then the chunks in order: the same result whatever the thread count.
+- Small inputs run on the calling thread: below ``PARALLEL_MIN_ELEMENTS`` handing work to
+  other threads costs more than it saves.
+
+Compiled code is cached on disk (Numba's ``cache=True``), so only the first run compiles.
+Float64 (gradient checks) takes libm's ``exp``/``erf``: exact, not fast.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+from . import reference
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+"""LLVM may reorder sums and fuse multiply-adds (what vectorising needs), but not assume
+that no value is NaN or infinite: masks hold -inf, and a NaN must come out as NaN."""
+
+PARALLEL_MIN_ELEMENTS = 1 << 15
+"""Below this many elements a kernel runs on the calling thread."""
+
+SUM_CHUNKS = 16
+"""Row chunks of a column sum (at most): a fixed number, so sums do not depend on threads."""
+
+_OPTIONS: dict[str, Any] = dict(cache=True, fastmath=FASTMATH, nogil=True)
+
+numba.config.THREADING_LAYER = "workqueue"
+"""Numba's own thread pool, whose idle threads sleep. With the OpenMP layer, its threads
+spin after each kernel while OpenBLAS's spin after each matmul, and the two pools took the
+cores from each other: a GPT step ran 10-25x slower (docs/backends.md)."""
+
+
+def _serial_and_parallel(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """``fn`` compiled twice: on one thread (``prange`` is ``range``), and across threads."""
+    return njit(**_OPTIONS)(fn), njit(parallel=True, **_OPTIONS)(fn)
+
+
+def _pick(variants: tuple[Any, Any], elements: int) -> Any:
+    return variants[1] if elements >= PARALLEL_MIN_ELEMENTS else variants[0]
+
+
+# ----------------------------------------------------------------------------- scalar math
+
+@intrinsic
+def _float32_from_bits(typingctx: Any, bits: Any) -> Any:
+    """The float32 whose bit pattern is the int32 ``bits`` (a reinterpretation, no work)."""
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
+
+
+def exp_nonpositive(v):  # noqa: ANN001, ANN201
+    """exp(v) for v <= 0 (compiled only; see the overload below)."""
+    return math.exp(v)
+
+
+@overload(exp_nonpositive, inline="always", jit_options={"fastmath": FASTMATH})
+def _exp_nonpositive(v):  # noqa: ANN001, ANN202  (Numba matches its signature)
+    """float32: exp(v) = 2^n e^r with n = round(v / ln 2) and r = v - n ln 2 (|r| <= ln2/2),
+    e^r by its Taylor polynomial to r^6 (relative error < 3e-7), 2^n made from its exponent
+    bits. Below -87.3 the result would be subnormal: 0. float64: libm."""
+    if v != types.float32:
+        return lambda v: math.exp(v)
+
+    def exp32(v):  # noqa: ANN001, ANN202
+        if v < np.float32(-87.3):
+            return np.float32(0.0)
+        n = math.floor(v * np.float32(1.4426950408889634) + np.float32(0.5))
+        r = v - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)  # ln 2, split
+        p = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + r * (
+            np.float32(1 / 6) + r * (np.float32(1 / 24) + r * (
+                np.float32(1 / 120) + r * np.float32(1 / 720))))))
+        return p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    return exp32
+
+
+def gaussian_cdf(x):  # noqa: ANN001, ANN201
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 (compiled only; see the overload below)."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@overload(gaussian_cdf, inline="always", jit_options={"fastmath": FASTMATH})
+def _gaussian_cdf(x):  # noqa: ANN001, ANN202  (Numba matches its signature)
+    """float32: Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, as reference.py's erf), written
+    as erfc(|x| / sqrt 2) = poly(t) exp(-x^2 / 2) so the tail loses no digits. float64: libm."""
+    if x != types.float32:
+        return lambda x: 0.5 + 0.5 * math.erf(x * 0.7071067811865476)
+
+    def cdf32(x):  # noqa: ANN001, ANN202
+        a = abs(x) * np.float32(0.7071067811865476)
+        t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.3275911) * a)
+        poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (
+            np.float32(1.421413741) + t * (np.float32(-1.453152027)
+                                           + t * np.float32(1.061405429)))))
+        tail = np.float32(0.5) * poly * exp_nonpositive(-a * a)  # Phi(-|x|)
+        return tail if x < 0 else np.float32(1.0) - tail
+    return cdf32
+
+
+# ----------------------------------------------------------------------------- GELU
+
+def _gelu_loop(x, y, tanh_form):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    n = x.size
+    chunks = (n + 4095) // 4096
+    for c in prange(chunks):
+        for i in range(c * 4096, min(n, c * 4096 + 4096)):
+            v = x[i]
+            if tanh_form:
+                u = T(reference.SQRT_2_OVER_PI) * (v + T(reference.GELU_TANH_CUBIC) * v * v * v)
+                e = exp_nonpositive(T(-2.0) * abs(u))  # tanh|u| = (1 - e) / (1 + e)
+                t = (T(1.0) - e) / (T(1.0) + e)
+                t = t if u >= 0 else -t
+                y[i] = T(0.5) * v * (T(1.0) + t)
+            else:
+                y[i] = v * gaussian_cdf(v)
+
+
+def _gelu_backward_loop(x, dout, dx, tanh_form):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    n = x.size
+    chunks = (n + 4095) // 4096
+    for c in prange(chunks):
+        for i in range(c * 4096, min(n, c * 4096 + 4096)):
+            v = x[i]
+            if tanh_form:
+                u = T(reference.SQRT_2_OVER_PI) * (v + T(reference.GELU_TANH_CUBIC) * v * v * v)
+                e = exp_nonpositive(T(-2.0) * abs(u))
+                t = (T(1.0) - e) / (T(1.0) + e)
+                t = t if u >= 0 else -t
+                du = T(reference.SQRT_2_OVER_PI) * (
+                    T(1.0) + T(3.0 * reference.GELU_TANH_CUBIC) * v * v)
+                dx[i] = dout[i] * (T(0.5) * (T(1.0) + t) + T(0.5) * v * (T(1.0) - t * t) * du)
+            else:
+                pdf = exp_nonpositive(T(-0.5) * v * v) * T(0.3989422804014327)
+                dx[i] = dout[i] * (gaussian_cdf(v) + v * pdf)
+
+
+_GELU = _serial_and_parallel(_gelu_loop)
+_GELU_BACKWARD = _serial_and_parallel(_gelu_backward_loop)
+
+
+def gelu(x: Any, approximate: str) -> Any:
+    """reference.gelu in one pass."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(flat)
+    _pick(_GELU, flat.size)(flat, y, approximate == "tanh")
+    return y.reshape(x.shape)
+
+
+def gelu_backward(x: Any, dout: Any, approximate: str) -> Any:
+    """reference.gelu_backward in one pass, Phi(x) (or tanh u) recomputed from x."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    _pick(_GELU_BACKWARD, flat.size)(flat, np.ascontiguousarray(dout, x.dtype).reshape(-1),
+                                     dx, approximate == "tanh")
+    return dx.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------- layer norm
+
+def _layer_norm_loop(x, weight, bias, eps, y, mean, rstd):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    rows, width = x.shape
+    for r in prange(rows):
+        total = T(0.0)
+        for j in range(width):
+            total += x[r, j]
+        mu = total / T(width)
+        square = T(0.0)
+        for j in range(width):
+            square += (x[r, j] - mu) * (x[r, j] - mu)
+        s = T(1.0) / math.sqrt(square / T(width) + T(eps))
+        mean[r, 0] = mu
+        rstd[r, 0] = s
+        for j in range(width):
+            y[r, j] = (x[r, j] - mu) * s * weight[j] + bias[j]
+
+
+def _layer_norm_backward_loop(dout, x, mean, rstd, weight, dx, dw_chunks,  # noqa: ANN001
+                              db_chunks):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    rows, width = x.shape
+    chunks = dw_chunks.shape[0]
+    for c in prange(chunks):
+        for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+            mu, s = mean[r, 0], rstd[r, 0]
+            mean_g = T(0.0)
+            mean_gx = T(0.0)
+            for j in range(width):
+                xhat = (x[r, j] - mu) * s
+                g = dout[r, j] * weight[j]
+                mean_g += g
+                mean_gx += g * xhat
+                dw_chunks[c, j] += dout[r, j] * xhat
+                db_chunks[c, j] += dout[r, j]
+            mean_g /= T(width)
+            mean_gx /= T(width)
+            for j in range(width):
+                xhat = (x[r, j] - mu) * s
+                dx[r, j] = s * (dout[r, j] * weight[j] - mean_g - xhat * mean_gx)
+
+
+_LAYER_NORM = _serial_and_parallel(_layer_norm_loop)
+_LAYER_NORM_BACKWARD = _serial_and_parallel(_layer_norm_backward_loop)
+
+
+def _ones_if_none(a: Any, width: int, dtype: Any, fill: float) -> Any:
+    return np.full(width, fill, dtype) if a is None else np.ascontiguousarray(a, dtype)
+
+
+def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any]:
+    """reference.layer_norm, one row per iteration: mean, variance, then y."""
+    x = np.ascontiguousarray(x)
+    rows, width = x.shape
+    y = np.empty_like(x)
+    mean = np.empty((rows, 1), x.dtype)
+    rstd = np.empty((rows, 1), x.dtype)
+    _pick(_LAYER_NORM, x.size)(x, _ones_if_none(weight, width, x.dtype, 1.0),
+                               _ones_if_none(bias, width, x.dtype, 0.0), eps, y, mean, rstd)
+    return y, mean, rstd
+
+
+def layer_norm_backward(dout: Any, x: Any, mean: Any, rstd: Any,
+                        weight: Any) -> tuple[Any, Any, Any]:
+    """reference.layer_norm_backward: each row's two means, then dx; the weight and bias
+    gradients summed per chunk of rows."""
+    rows, width = x.shape
+    chunks = max(1, min(SUM_CHUNKS, rows))
+    dx = np.empty_like(x)
+    dw = np.zeros((chunks, width), x.dtype)
+    db = np.zeros((chunks, width), x.dtype)
+    _pick(_LAYER_NORM_BACKWARD, x.size)(np.ascontiguousarray(dout, x.dtype), x, mean, rstd,
+                                        _ones_if_none(weight, width, x.dtype, 1.0), dx, dw, db)
+    return dx, _sum_chunks(dw), _sum_chunks(db)
+
+
+def _sum_chunks(partials: Any) -> Any:
+    """The chunks' partial sums added in order (a handful of rows: NumPy is fine here)."""
+    total = partials[0].copy()
+    for row in partials[1:]:
+        total += row
+    return total
+
+
+# ----------------------------------------------------------------------------- softmax rows
+
+def _softmax_loop(x, y, log):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    rows, width = x.shape
+    for r in prange(rows):
+        top = x[r, 0]
+        for j in range(1, width):
+            top = max(top, x[r, j])
+        total = T(0.0)
+        for j in range(width):
+            total += exp_nonpositive(x[r, j] - top)
+        if log:
+            shift = top + math.log(total)
+            for j in range(width):
+                y[r, j] = x[r, j] - shift
+        else:
+            inv = T(1.0) / total
+            for j in range(width):
+                y[r, j] = exp_nonpositive(x[r, j] - top) * inv
+
+
+def _softmax_backward_loop(y, dout, dx, log):  # noqa: ANN001, ANN202
+    T = y.dtype.type
+    rows, width = y.shape
+    for r in prange(rows):
+        total = T(0.0)
+        for j in range(width):
+            total += dout[r, j] if log else dout[r, j] * y[r, j]
+        for j in range(width):
+            if log:
+                dx[r, j] = dout[r, j] - exp_nonpositive(y[r, j]) * total
+            else:
+                dx[r, j] = y[r, j] * (dout[r, j] - total)
+
+
+_SOFTMAX = _serial_and_parallel(_softmax_loop)
+_SOFTMAX_BACKWARD = _serial_and_parallel(_softmax_backward_loop)
+
+
+def _rows_along(x: Any, axis: int) -> Any:
+    """``x`` as (rows, width) when ``axis`` is its last, non-empty, contiguous axis; else None
+    (then the reference kernel serves)."""
+    if x.ndim == 0 or axis not in (-1, x.ndim - 1) or x.shape[-1] == 0 or x.size == 0:
+        return None
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+
+
+def _softmax_like(x: Any, axis: int, log: bool) -> Any:
+    rows = _rows_along(x, axis)
+    if rows is None:
+        return (reference.log_softmax if log else reference.softmax)(x, axis)
+    y = np.empty_like(rows)
+    _pick(_SOFTMAX, rows.size)(rows, y, log)
+    return y.reshape(x.shape)
+
+
+def _softmax_like_backward(y: Any, dout: Any, axis: int, log: bool) -> Any:
+    rows = _rows_along(y, axis)
+    if rows is None:
+        return (reference.log_softmax_backward if log else reference.softmax_backward)(
+            y, dout, axis)
+    dx = np.empty_like(rows)
+    _pick(_SOFTMAX_BACKWARD, rows.size)(rows, np.ascontiguousarray(dout, y.dtype).reshape(
+        rows.shape), dx, log)
+    return dx.reshape(y.shape)
+
+
+def softmax(x: Any, axis: int) -> Any:
+    """reference.softmax over the last axis, one row per iteration (other axes: reference)."""
+    return _softmax_like(x, axis, log=False)
+
+
+def softmax_backward(y: Any, dout: Any, axis: int) -> Any:
+    """reference.softmax_backward over the last axis (other axes: reference)."""
+    return _softmax_like_backward(y, dout, axis, log=False)
+
+
+def log_softmax(x: Any, axis: int) -> Any:
+    """reference.log_softmax over the last axis (other axes: reference)."""
+    return _softmax_like(x, axis, log=True)
+
+
+def log_softmax_backward(y: Any, dout: Any, axis: int) -> Any:
+    """reference.log_softmax_backward over the last axis (other axes: reference)."""
+    return _softmax_like_backward(y, dout, axis, log=True)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+def _cross_entropy_loop(z, targets, ignore_index, losses, log_norm):  # noqa: ANN001, ANN202
+    T = z.dtype.type
+    rows, width = z.shape
+    for r in prange(rows):
+        top = z[r, 0]
+        for j in range(1, width):
+            top = max(top, z[r, j])
+        total = T(0.0)
+        for j in range(width):
+            total += exp_nonpositive(z[r, j] - top)
+        log_norm[r] = top + math.log(total)
+        t = targets[r]
+        losses[r] = T(0.0) if t == ignore_index else log_norm[r] - z[r, t]
+
+
+def _cross_entropy_backward_loop(z, log_norm, targets, ignore_index, dout,  # noqa: ANN001
+                                 dz):  # noqa: ANN001, ANN202
+    T = z.dtype.type
+    rows, width = z.shape
+    for r in prange(rows):
+        t = targets[r]
+        if t == ignore_index:
+            for j in range(width):
+                dz[r, j] = T(0.0)
+            continue
+        d = dout[r]
+        for j in range(width):
+            dz[r, j] = exp_nonpositive(z[r, j] - log_norm[r]) * d
+        dz[r, t] -= d
+
+
+_CROSS_ENTROPY = _serial_and_parallel(_cross_entropy_loop)
+_CROSS_ENTROPY_BACKWARD = _serial_and_parallel(_cross_entropy_backward_loop)
+
+
+def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[Any, Any]:
+    """reference.cross_entropy, one row per iteration."""
+    if logits.shape[1] == 0:
+        return reference.cross_entropy(logits, targets, ignore_index)
+    z = np.ascontiguousarray(logits)
+    losses = np.empty(z.shape[0], z.dtype)
+    log_norm = np.empty(z.shape[0], z.dtype)
+    _pick(_CROSS_ENTROPY, z.size)(z, targets.astype(np.int64, copy=False), ignore_index,
+                                  losses, log_norm)
+    return losses, log_norm
+
+
+def cross_entropy_backward(logits: Any, log_norm: Any, targets: Any, ignore_index: int,
+                           dout: Any) -> Any:
+    """reference.cross_entropy_backward, one row per iteration."""
+    z = np.ascontiguousarray(logits)
+    dz = np.empty_like(z)
+    _pick(_CROSS_ENTROPY_BACKWARD, z.size)(z, log_norm, targets.astype(np.int64, copy=False),
+                                           ignore_index, np.ascontiguousarray(dout, z.dtype),
+                                           dz)
+    return dz
+
+
+# ----------------------------------------------------------------------------- attention
+# The matmuls go to BLAS (NumPy's matmul); the work between them, on the (L, S) scores of
+# every head, is one compiled pass each way. Scores are (heads, L, S) with heads = all the
+# leading axes; the mask is (L, S) or absent; the dropout keep-mask is scores-shaped.
+
+def _attention_weights_loop(scores, mask, scale, keep, log_sum_exp):  # noqa: ANN001, ANN202
+    """In place: scores -> dropout(P), P = exp(S - L), S = scores * scale + mask; L per row."""
+    T = scores.dtype.type
+    heads, length, width = scores.shape
+    for h in prange(heads):
+        for i in range(length):
+            top = T(-np.inf)
+            for j in range(width):
+                s = scores[h, i, j] * T(scale) + (mask[i, j] if mask.shape[0] else T(0.0))
+                scores[h, i, j] = s
+                top = max(top, s)
+            total = T(0.0)
+            for j in range(width):
+                total += exp_nonpositive(scores[h, i, j] - top)
+            lse = top + math.log(total)
+            log_sum_exp[h, i] = lse
+            for j in range(width):
+                p = exp_nonpositive(scores[h, i, j] - lse)
+                scores[h, i, j] = p * keep[h, i, j] if keep.shape[0] else p
+
+
+def _attention_recompute_loop(scores, mask, scale, log_sum_exp):  # noqa: ANN001, ANN202
+    """In place: scores -> P = exp(scores * scale + mask - L)."""
+    T = scores.dtype.type
+    heads, length, width = scores.shape
+    for h in prange(heads):
+        for i in range(length):
+            lse = log_sum_exp[h, i]
+            for j in range(width):
+                s = scores[h, i, j] * T(scale) + (mask[i, j] if mask.shape[0] else T(0.0))
+                scores[h, i, j] = exp_nonpositive(s - lse)
+
+
+def _attention_dscores_loop(weights, dweights, keep, dout, out, scale):  # noqa: ANN001, ANN202
+    """In place: dweights -> dS * scale, dS = P * (dP * keep - sum(dO * O))."""
+    T = weights.dtype.type
+    heads, length, width = weights.shape
+    for h in prange(heads):
+        for i in range(length):
+            d = T(0.0)
+            for j in range(dout.shape[2]):
+                d += dout[h, i, j] * out[h, i, j]
+            for j in range(width):
+                dp = dweights[h, i, j] * keep[h, i, j] if keep.shape[0] else dweights[h, i, j]
+                dweights[h, i, j] = weights[h, i, j] * (dp - d) * T(scale)
+
+
+_ATTENTION_WEIGHTS = _serial_and_parallel(_attention_weights_loop)
+_ATTENTION_RECOMPUTE = _serial_and_parallel(_attention_recompute_loop)
+_ATTENTION_DSCORES = _serial_and_parallel(_attention_dscores_loop)
+
+_NONE_2D = {dt: np.zeros((0, 0), dt) for dt in (np.float32, np.float64)}
+_NONE_3D = {dt: np.zeros((0, 0, 0), dt) for dt in (np.float32, np.float64)}
+
+
+def _fits_kernels(q: Any, mask: Any, keep: Any) -> bool:
+    """The compiled passes take float32/64 scores, a (L, S) mask and a scores-shaped keep."""
+    return (q.dtype.type in _NONE_2D and q.ndim >= 2 and q.shape[-2] > 0
+            and (mask is None or mask.ndim == 2)
+            and (keep is None or keep.shape[:-2] == q.shape[:-2]))
+
+
+def _as_heads(a: Any) -> Any:
+    """A (..., L, S) array as (heads, L, S) (a view when it can be, else a copy)."""
+    return a.reshape((-1,) + a.shape[-2:])
+
+
+def attention(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any, out: Any) -> Any:
+    """reference.attention: the two matmuls on BLAS, scale, mask, softmax and dropout between
+    them in one pass over the scores."""
+    if not _fits_kernels(q, mask, keep):
+        return reference.attention(q, k, v, mask, scale, keep, out)
+    dt = q.dtype.type
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))  # a fresh (..., L, S) array
+    heads = _as_heads(scores)
+    log_sum_exp = np.empty(scores.shape[:-1] + (1,), q.dtype)
+    _pick(_ATTENTION_WEIGHTS, scores.size)(
+        heads, _NONE_2D[dt] if mask is None else np.ascontiguousarray(mask, q.dtype), scale,
+        _NONE_3D[dt] if keep is None else _as_heads(np.ascontiguousarray(keep, q.dtype)),
+        log_sum_exp.reshape(heads.shape[:2]))
+    np.matmul(scores, v, out=out)
+    return log_sum_exp
+
+
+def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any,
+                       log_sum_exp: Any, out: Any, dout: Any,
+                       dq: Any, dk: Any, dv: Any) -> None:
+    """reference.attention_backward: four matmuls on BLAS, P recomputed in one pass and dS
+    made in another."""
+    if not _fits_kernels(q, mask, keep):
+        reference.attention_backward(q, k, v, mask, scale, keep, log_sum_exp, out, dout,
+                                     dq, dk, dv)
+        return
+    dt = q.dtype.type
+    keep_heads = _NONE_3D[dt] if keep is None else _as_heads(np.ascontiguousarray(keep, q.dtype))
+    weights = np.matmul(q, np.swapaxes(k, -1, -2))
+    _pick(_ATTENTION_RECOMPUTE, weights.size)(
+        _as_heads(weights), _NONE_2D[dt] if mask is None else np.ascontiguousarray(mask, q.dtype),
+        scale, np.ascontiguousarray(log_sum_exp).reshape(-1, weights.shape[-2]))
+    dropped = weights if keep is None else weights * keep
+    np.matmul(np.swapaxes(dropped, -1, -2), dout, out=dv)
+    dscores = np.matmul(dout, np.swapaxes(v, -1, -2))
+    _pick(_ATTENTION_DSCORES, weights.size)(
+        _as_heads(weights), _as_heads(dscores), keep_heads,
+        _as_heads(np.ascontiguousarray(dout, q.dtype)), _as_heads(np.ascontiguousarray(out)),
+        scale)
+    np.matmul(dscores, k, out=dq)
+    np.matmul(np.swapaxes(dscores, -1, -2), q, out=dk)
+
+
+# ----------------------------------------------------------------------------- embedding
+
+@njit(**_OPTIONS)
+def _embedding_backward_loop(ids, dout, dweight):  # noqa: ANN001, ANN202
+    for i in range(ids.shape[0]):
+        row = ids[i]
+        for j in range(dout.shape[1]):
+            dweight[row, j] += dout[i, j]
+
+
+def embedding_backward(ids: Any, dout: Any, num_embeddings: int) -> Any:
+    """reference.embedding_backward as one loop over the rows of dout."""
+    rows = np.ascontiguousarray(dout).reshape(-1, dout.shape[-1])
+    dweight = np.zeros((num_embeddings, rows.shape[1]), dout.dtype)
+    flat = ids.reshape(-1).astype(np.int64, copy=False)
+    _embedding_backward_loop(np.where(flat < 0, flat + num_embeddings, flat), rows, dweight)
+    return dweight
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+def _adam_loop(param, grad, m, v, l2, decay, beta1, beta2, step_size, rescale,  # noqa: ANN001
+               eps):  # noqa: ANN001, ANN202
+    T = param.dtype.type
+    n = param.size
+    chunks = (n + 4095) // 4096
+    for c in prange(chunks):
+        for i in range(c * 4096, min(n, c * 4096 + 4096)):
+            g = grad[i] + T(l2) * param[i]
+            m[i] = T(beta1) * m[i] + T(1.0 - beta1) * g
+            v[i] = T(beta2) * v[i] + T(1.0 - beta2) * g * g
+            param[i] = param[i] * T(decay) - T(step_size) * m[i] / (
+                math.sqrt(v[i]) * T(rescale) + T(eps))
+
+
+_ADAM = _serial_and_parallel(_adam_loop)
+
+
+def adam_step(param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
+              eps: float, weight_decay: float, decoupled: bool, step: int) -> None:
+    """reference.adam_step as one pass: m / (1 - b1^t) and sqrt(v / (1 - b2^t)) become the
+    scalars step_size = lr / (1 - b1^t) and rescale = 1 / sqrt(1 - b2^t)."""
+    if not (param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+        reference.adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decoupled,
+                            step)
+        return
+    l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
+    _pick(_ADAM, param.size)(
+        param.reshape(-1), np.ascontiguousarray(grad, param.dtype).reshape(-1), m.reshape(-1),
+        v.reshape(-1), l2, decay, beta1, beta2, lr / (1 - beta1 ** step),
+        1 / math.sqrt(1 - beta2 ** step), eps)
+
+
+def _sum_of_squares_loop(a, partials):  # noqa: ANN001, ANN202
+    n = a.size
+    chunks = partials.shape[0]
+    for c in prange(chunks):
+        total = 0.0  # float64: a norm over millions of float32 squares keeps its digits
+        for i in range(c * n // chunks, (c + 1) * n // chunks):
+            total += a[i] * a[i]
+        partials[c] = total
+
+
+_SUM_OF_SQUARES = _serial_and_parallel(_sum_of_squares_loop)
+
+
+def sum_of_squares(a: Any) -> Any:
+    """reference.sum_of_squares, summed in float64 per chunk."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    partials = np.zeros(SUM_CHUNKS, np.float64)
+    _pick(_SUM_OF_SQUARES, flat.size)(flat, partials)
+    return a.dtype.type(partials.sum())
+
+
+# ----------------------------------------------------------------------------- linear
+
+def _column_sums_loop(a, partials):  # noqa: ANN001, ANN202
+    rows, width = a.shape
+    chunks = partials.shape[0]
+    for c in prange(chunks):
+        for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+            for j in range(width):
+                partials[c, j] += a[r, j]
+
+
+_COLUMN_SUMS = _serial_and_parallel(_column_sums_loop)
+
+
+def bias_backward(dout: Any) -> Any:
+    """reference.bias_backward, summed per chunk of rows."""
+    rows = np.ascontiguousarray(dout)
+    partials = np.zeros((max(1, min(SUM_CHUNKS, rows.shape[0])), rows.shape[1]), rows.dtype)
+    _pick(_COLUMN_SUMS, rows.size)(rows, partials)
+    return _sum_chunks(partials)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the parallel kernels."""
+    numba.set_num_threads(n)
