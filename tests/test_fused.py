@@ -219,3 +219,19 @@ def test_gelu_gradient_at_and_near_zero(dtype: Any, rtol: float, atol: float) ->
     expected = [0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) /
                 math.sqrt(2 * math.pi) for v in np.array(values, dtype).astype(float)]
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("setting", ["fast", "reference"])
+def test_cross_entropy_with_every_target_ignored_has_zero_gradients(setting: str) -> None:
+    """As in PyTorch: the mean over no targets is NaN, but the gradient is zero, so a
+    padding-only batch cannot poison the parameters."""
+    before = tl.get_kernels()
+    tl.set_kernels(setting)
+    try:
+        logits = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+        loss = tl.nn.functional.cross_entropy(logits, [-100, -100, -100])
+        loss.backward()
+    finally:
+        tl.set_kernels(before)
+    assert math.isnan(loss.item())
+    assert np.array_equal(logits.grad.numpy(), np.zeros((3, 4)))
