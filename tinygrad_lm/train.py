@@ -25,11 +25,10 @@ import math
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
 
 from . import backend, distributed, nn, optim
 from .atomic import atomic_write_bytes
@@ -126,7 +125,7 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is None and name == "lr_decay_iters":
             continue
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{flag(name)} must be an integer, got {value!r}")
         if value < low:
             raise ConfigError(f"{flag(name)} must be at least {low}, got {value}")
@@ -378,7 +377,9 @@ class Trainer:
     def _what_is_kept(self) -> str:
         if self.run_dir.committed:
             return f"the last checkpoint saved in {self.out} is kept"
-        return f"nothing was saved and {self.out} is as it was"
+        if self.run_dir.replaces_run:
+            return f"nothing was saved and {self.out} still holds the earlier run"
+        return "nothing was saved"
 
     # -------------------------------------------------------------- the loop
 
@@ -404,7 +405,8 @@ class Trainer:
         total = 0.0
         # A diverging run overflows before its loss turns non-finite; the loss check below
         # reports that in one line, so NumPy's warnings about it would only be noise.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             for m in range(cfg.grad_accum):
                 k = self.group.rank * cfg.grad_accum + m
                 backend.manual_seed(cfg.seed * 1_000_003 + self.iter * 1_009 + k)  # dropout
@@ -502,8 +504,10 @@ class Trainer:
 
 def _same_tokenizer(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two ``Tokenizer.to_dict`` results describe the same tokenizer."""
-    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k]))
-                                        for k in a)
+    def plain(value: Any) -> Any:
+        return value.tolist() if hasattr(value, "tolist") else value
+
+    return a.keys() == b.keys() and all(plain(a[k]) == plain(b[k]) for k in a)
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
