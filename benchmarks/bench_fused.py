@@ -199,9 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print a table per device, write JSON if asked."""
     args = _parser().parse_args(argv)
     settings = harness.settings_from_args(args)
-    devices, skipped = harness.usable_devices(args.device)
-    for name, reason in skipped.items():
-        print(f"skipping device {name}: {reason}", file=sys.stderr)
+    devices, skipped = harness.devices_to_run(args.device)
+    if not devices:
+        return 2
     torch = harness.import_torch()
     env = harness.environment()
     print(f"{env['cpu']} ({env['cpu_count']} CPUs), numpy {env['numpy']} "

@@ -333,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.ops or ()) - set(names)
     if unknown:
         raise SystemExit(f"bench_ops: unknown op(s) {sorted(unknown)}; choose from {names}")
-    devices, skipped_devices = harness.usable_devices(args.device)
-    for name, reason in skipped_devices.items():
-        print(f"skipping device {name}: {reason}", file=sys.stderr)
+    devices, skipped_devices = harness.devices_to_run(args.device)
+    if not devices:
+        return 2
     torch = harness.import_torch()
     fused, missing = find_fused()
     specs = [s for s in op_specs(torch, fused) if not args.ops or s.name in args.ops]

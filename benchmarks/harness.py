@@ -239,6 +239,22 @@ def torch_sync(torch: Any, device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device.startswith("cuda") else _no_sync
 
 
+def devices_to_run(devices: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``usable_devices``, saying on stderr why a device is skipped, that nothing will run
+    when no device is usable (the caller then exits with status 2), and that the PyTorch
+    columns stay empty when PyTorch is not installed."""
+    usable, skipped = usable_devices(devices)
+    for name, reason in skipped.items():
+        print(f"skipping device {name}: {reason}", file=sys.stderr)
+    if not usable:
+        print("bench: error: none of the requested devices can be used, so nothing was "
+              "measured", file=sys.stderr)
+    elif import_torch() is None:
+        print("PyTorch is not installed: only tinygrad_lm is timed and the PyTorch and ratio "
+              "columns show '-' (pip install torch==2.13.0 to compare)", file=sys.stderr)
+    return usable, skipped
+
+
 def usable_devices(devices: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Split requested devices into those that work here and, for the rest, why not."""
     usable, skipped = [], {}

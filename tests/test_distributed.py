@@ -112,7 +112,7 @@ def test_grad_accumulation_averages_the_micro_batch_gradients(tmp_path):
     for (name, p), q in zip(accum.model.named_parameters(), manual.model.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-7,
                                    err_msg=name)
-    with pytest.raises(ValueError, match="grad_accum must be at least 1"):
+    with pytest.raises(ValueError, match="grad.accum must be at least 1"):
         Trainer(TrainConfig(out=str(tmp_path / "c"), grad_accum=0, **common))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tinygrad_lm import cli
+from tinygrad_lm.rundir import STAGING
 from tinygrad_lm.train import CHECKPOINT, METRICS, TrainConfig, TrainingError, Trainer
 
 TEXT = ("To be, or not to be, that is the question:\n"
@@ -78,7 +79,7 @@ def test_interrupt_saves_a_checkpoint(corpus: Path, tmp_path: Path):
            "--max-iters", "100000", "--eval-interval", "100000", *TINY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / METRICS).exists():
+    while time.time() < deadline and not (out / STAGING / METRICS).exists():  # training began
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)

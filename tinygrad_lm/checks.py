@@ -5,6 +5,7 @@ poles), and says whether the op is smooth enough for a second-order check.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -117,10 +118,27 @@ def run_check(check: Check, seed: int = 0, atol: float = 1e-5, rtol: float = 1e-
     return Result(check.name, shapes, max_abs, max_rel, second, passed)
 
 
+def select(names: list[str] | None) -> list[Check]:
+    """The rows that ``names`` pick (all when None): a name picks the row it names exactly,
+    else every row with that word in its name (``matmul``: the three matmul rows).
+    An unknown name raises ValueError listing the names there are."""
+    if names is None:
+        return list(CHECKS)
+    chosen: list[Check] = []
+    for name in names:
+        exact = [c for c in CHECKS if c.name == name]
+        word = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.])")
+        picked = exact or [c for c in CHECKS if word.search(c.name)]
+        if not picked:
+            raise ValueError(f"no check is named {name!r}; the checks are: "
+                             + ", ".join(c.name for c in CHECKS))
+        chosen += [c for c in picked if c not in chosen]
+    return chosen
+
+
 def run_all(names: list[str] | None = None, second_order: bool = True) -> list[Result]:
-    """Run every check of the table (or those in ``names``)."""
-    chosen = [c for c in CHECKS if names is None or c.name in names]
-    return [run_check(c, second_order=second_order) for c in chosen]
+    """Run every check of the table (or those ``names`` pick, see ``select``)."""
+    return [run_check(c, second_order=second_order) for c in select(names)]
 
 
 def format_results(results: list[Result]) -> str:

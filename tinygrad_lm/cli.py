@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import math
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .data.corpora import DEFAULT_CORPUS, DataError
 
@@ -19,22 +21,31 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a GPT on a text corpus",
                        description="Train a GPT language model. With no arguments: the 'cpu' "
-                       "preset (nanoGPT's small CPU recipe) on the built-in corpus, offline.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                       "preset (nanoGPT's small CPU recipe) on the built-in corpus, offline, "
+                       "into ./out. A directory that holds a run is never replaced unless "
+                       "--overwrite is given; --resume continues it with its saved settings.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="a starting configuration that the other flags override (default: cpu)")
-    p.add_argument("--data", default=d.data, help=f"a text file, or a built-in corpus name: "
+    p.add_argument("--config", default=None, metavar="FILE.toml", help="flag values from a "
+                   "TOML file, keys named like the flags with underscores (max_iters = 3); "
+                   "flags on the command line win")
+    p.add_argument("--data", default=None, help=f"a text file, or a built-in corpus name: "
                    f"'{DEFAULT_CORPUS}' (no download) or 'shakespeare' (default: {d.data})")
-    p.add_argument("--out", default=d.out, help="directory for checkpoints and logs (default: out)")
+    p.add_argument("--out", default=None, help="directory for checkpoints and logs (default: out)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $TINYGRAD_LM_DEVICE or cpu)")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default=None)
     p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size")
     for flag, kind in [("max-iters", int), ("batch-size", int), ("block-size", int),
                        ("n-layer", int), ("n-head", int), ("n-embd", int), ("dropout", float),
-                       ("lr", float), ("min-lr", float), ("warmup", int), ("weight-decay", float),
+                       ("lr", float), ("min-lr", float), ("warmup", int),
+                       ("lr-decay-iters", int), ("weight-decay", float),
                        ("grad-clip", float), ("eval-interval", int), ("eval-iters", int),
                        ("seed", int), ("sample-tokens", int), ("grad-accum", int)]:
         p.add_argument(f"--{flag}", type=kind, default=None)
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out with "
+                   "its saved settings (a larger --max-iters trains it longer)")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds "
+                   "a run (it is replaced when the new run saves its first checkpoint)")
     p.add_argument("--ddp", action="store_true", help="data-parallel over the ranks started by "
                    "`mpirun -n N tinygrad-lm train --ddp` (MPI on cpu, NCCL on cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -85,7 +96,8 @@ def _gradcheck_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gradcheck", help="check every op's gradient numerically",
                        description="Compare each op's and layer's backward with central "
                        "differences in float64 and print a table; exit 1 on any failure.")
-    p.add_argument("--op", nargs="+", default=None, help="only these rows (names as printed)")
+    p.add_argument("--op", nargs="+", default=None, help="only these rows: a name as printed, or "
+                   "a word of it (matmul: every matmul row)")
     p.add_argument("--no-second-order", action="store_true", help="skip gradgradcheck")
 
 
@@ -94,8 +106,6 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     from .checks import format_results, run_all
 
     results = run_all(args.op, second_order=not args.no_second_order)
-    if not results:
-        raise ValueError(f"no check is named {args.op}")
     print(format_results(results))
     failed = [r.name for r in results if not r.passed]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
@@ -103,17 +113,32 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """``tinygrad-lm train``: the preset overridden by the given flags, then a sample."""
+    """``tinygrad-lm train``: a new run (preset < --config file < flags) or the resumed one,
+    then a sample."""
+    from .run_config import new_run, read_toml, resumed_run
     from .sample import generate_text
-    from .train import PRESETS, TrainConfig, train
+    from .train import TrainConfig, read_checkpoint, train
 
-    values = dict(PRESETS[args.preset])
-    for field in dataclasses.fields(TrainConfig):
-        given = getattr(args, field.name, None)
-        if given is not None and given is not False:
-            values[field.name] = given
-    cfg = TrainConfig(**values)
-    trainer = train(cfg)
+    names = {field.name for field in dataclasses.fields(TrainConfig)} | {"preset"}
+    flags = {k: v for k, v in vars(args).items() if k in names and v is not None and v is not False}
+    file_values = read_toml(args.config) if args.config else {}
+    checkpoint = None
+    if flags.get("resume"):
+        if flags.get("overwrite"):
+            raise ValueError("--resume continues the run in --out and --overwrite starts it "
+                             "over: give one of them")
+        out = flags.get("out", file_values.get("out", TrainConfig.out))
+        checkpoint = read_checkpoint(out)
+        cfg = resumed_run(checkpoint["train_config"], file_values,
+                          {k: v for k, v in flags.items() if k != "resume"} | {"out": out})
+        if checkpoint["iter"] >= cfg.max_iters:
+            print(f"the run in {out} is finished ({checkpoint['iter']} of {cfg.max_iters} "
+                  f"iterations); nothing to do. To train it longer: --resume --max-iters N "
+                  f"with N above {checkpoint['iter']}", file=sys.stderr)
+            return 0
+    else:
+        cfg = new_run(file_values, flags)
+    trainer = train(cfg, checkpoint)
     if cfg.sample_tokens > 0 and trainer.is_main:
         print("--- sample ---", file=sys.stderr)
         model = trainer.model.eval()
@@ -121,10 +146,25 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sample_args(args: argparse.Namespace) -> None:
+    """Refuse sampling settings that cannot work, naming the flag."""
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be at least 0, got {args.max_new_tokens}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise ValueError(f"--temperature must be at least 0 (0 = greedy), got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be above 0 and at most 1, got {args.top_p}")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be at least 0, got {args.seed}")
+
+
 def run_sample(args: argparse.Namespace) -> int:
     """``tinygrad-lm sample``: text from the checkpoint in ``--out``, on stdout only."""
     from .sample import generate_text, load_model
 
+    check_sample_args(args)
     model, tokenizer = load_model(args.out, args.device)
     text = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
                          args.top_k, args.top_p, args.seed, use_cache=not args.no_cache,
@@ -162,9 +202,16 @@ def run_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage is a --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="tinygrad-lm", description="Train and sample tiny GPT "
+    parser = _Parser(prog="tinygrad-lm", description="Train and sample tiny GPT "
                                      "language models with a NumPy/CuPy autograd engine.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -175,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """An expected error as one line: its message, or what it is when it has none."""
+    if isinstance(exc, MemoryError):
+        return "out of memory: try a smaller model (--n-layer, --n-embd) or --batch-size"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tinygrad-lm``; returns the exit status (2 for a usage error)."""
     from . import distributed
@@ -182,14 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
     handlers = {"train": run_train, "sample": run_sample, "bench": run_bench,
                 "gradcheck": run_gradcheck, "graph": run_graph}
     try:
         return handlers[args.command](args)
-    except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (DataError, TrainingError, ValueError, OSError, RuntimeError, MemoryError) as exc:
+        message = _one_line(exc)
         if distributed.get_world_size() > 1:  # the other ranks would wait for this one forever
-            distributed.abort(f"{args.command}: error: {exc}", status=2)
-        print(f"tinygrad-lm {args.command}: error: {exc}", file=sys.stderr)
+            distributed.abort(f"{args.command}: error: {message}", status=2)
+        print(f"tinygrad-lm {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

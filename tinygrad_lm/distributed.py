@@ -141,6 +141,16 @@ def device_for_rank(spec: Any = None) -> backend.Device:
     return backend.get_device(f"cuda:{local_rank() % dev.xp.cuda.runtime.getDeviceCount()}")
 
 
+def require_mpi4py() -> None:
+    """Raise ``DistributedError`` unless mpi4py can be imported: without it ``--ddp`` would
+    quietly train as one process."""
+    try:
+        import mpi4py  # noqa: F401  (the package only: MPI starts with `from mpi4py import MPI`)
+    except ImportError:
+        raise DistributedError(f"--ddp needs mpi4py, which is not installed: "
+                               f"{_INSTALL_HINT}") from None
+
+
 def init_process_group(backend_name: str | None = None, device: Any = None) -> ProcessGroup:
     """Join the job started by ``mpirun`` (or make a one-process group without it).
 

@@ -9,8 +9,8 @@ The header is the object tree in JSON, with each array replaced by
 ``{"__array__": index, "dtype": "<f4", "shape": [..], "offset": o, "nbytes": n}`` (and
 ``"tensor": true`` when it was a Tensor). The last 32 bytes are the SHA-256 of everything
 before them, so truncation and corruption are detected before anything is interpreted.
-Saving writes a temporary file beside the target, fsyncs it and renames it over the target:
-an interrupted save leaves the previous file intact.
+Saving writes a temporary file beside the target, fsyncs it and renames it over the target
+(``atomic.py``): an interrupted save leaves the previous file intact.
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import backend
+from .atomic import atomic_writer
 from .tensor import Tensor
 
 MAGIC = b"TGLM"
@@ -74,24 +74,13 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         layout.append({"offset": offset, "nbytes": array.nbytes})
         offset += array.nbytes
     header = json.dumps({"tree": tree, "arrays": layout}).encode("utf-8")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            digest = hashlib.sha256()
-            for chunk in [_PREFIX.pack(MAGIC, VERSION, len(header)), header] + \
-                         [a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() for a in arrays]:
-                f.write(chunk)
-                digest.update(chunk)
-            f.write(digest.digest())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        digest = hashlib.sha256()
+        for chunk in [_PREFIX.pack(MAGIC, VERSION, len(header)), header] + \
+                     [a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() for a in arrays]:
+            f.write(chunk)
+            digest.update(chunk)
+        f.write(digest.digest())
 
 
 def load(path: str | os.PathLike[str]) -> Any:

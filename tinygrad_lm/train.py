@@ -12,6 +12,10 @@ A step may be split into micro-batches: ``grad_accum`` on each of ``world_size``
 ranks (``--ddp`` under ``mpirun``). Micro-batch ``k = rank * grad_accum + m`` is drawn with
 the key ``(seed, 0, i, k)`` (micro-batch 0 is the single-process batch), so one process with
 ``grad_accum=2`` and two ranks with ``grad_accum=1`` train on the same data.
+
+The files of a run, and how a new run avoids destroying an earlier one, are in ``rundir.py``:
+nothing an earlier run left is replaced before the new run has saved its first checkpoint,
+which happens at its first evaluation after training (never for the untrained model).
 """
 from __future__ import annotations
 
@@ -21,25 +25,31 @@ import math
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import backend, distributed, nn, optim
+from .atomic import atomic_write_bytes
 from .config import no_grad
 from .data import batches, corpora
 from .models.gpt import GPT, GPTConfig
-from .serialization import load, save
+from .progress import Progress
+from .rundir import (BEST_CHECKPOINT, CHECKPOINT, CONFIG, DATA, METRICS, PLOT, RunDir,
+                     trim_metrics)
+from .serialization import CheckpointError, load, save
 from .tensor import Tensor
 
-CHECKPOINT = "ckpt.tlm"
-BEST_CHECKPOINT = "ckpt_best.tlm"
-METRICS = "metrics.jsonl"
+CHECKPOINT_FORMAT = "tinygrad_lm.gpt-checkpoint"
+MAX_BPE_VOCAB = 1 << 16  # token ids stay uint16; larger vocabularies take hours to learn here
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run (the defaults are the ``cpu`` preset)."""
+    """Every knob of a training run (the defaults are the ``cpu`` preset). Each field is
+    the flag of the same name (``max_iters`` is ``--max-iters``); values are checked when
+    the config is made, and a bad one raises ``ConfigError`` naming the flag."""
 
     data: str = corpora.DEFAULT_CORPUS
     out: str = "out"
@@ -57,6 +67,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 100
+    lr_decay_iters: int | None = None  # where the cosine reaches min_lr (None: max_iters)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -67,8 +78,13 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per step on each rank, their gradients summed
     ddp: bool = False  # data-parallel over the ranks started by mpirun
     sample_tokens: int = 300
+    preset: str | None = None  # the preset the values started from, for the record
     resume: bool = False
+    overwrite: bool = False  # start over in an --out that holds a run
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -87,6 +103,60 @@ class TrainingError(RuntimeError):
     """A run that cannot continue (diverged loss, unusable data, bad checkpoint)."""
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the flag, as typed."""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a ``TrainConfig`` field: ``max_iters`` -> ``--max-iters``."""
+    return "--" + name.replace("_", "-")
+
+
+_AT_LEAST = {"max_iters": 1, "batch_size": 1, "block_size": 1, "n_layer": 1, "n_head": 1,
+             "n_embd": 1, "eval_interval": 1, "eval_iters": 1, "grad_accum": 1,
+             "lr_decay_iters": 1, "warmup": 0, "sample_tokens": 0, "seed": 0}
+_FRACTIONS = ("dropout", "beta1", "beta2")  # in [0, 1)
+_NON_NEGATIVE = ("min_lr", "weight_decay", "grad_clip")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ``ConfigError`` for the first value that cannot work, naming its flag."""
+    for name, low in _AT_LEAST.items():
+        value = getattr(cfg, name)
+        if value is None and name == "lr_decay_iters":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{flag(name)} must be an integer, got {value!r}")
+        if value < low:
+            raise ConfigError(f"{flag(name)} must be at least {low}, got {value}")
+    for name in ("lr", *_FRACTIONS, *_NON_NEGATIVE):
+        value = getattr(cfg, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                or not math.isfinite(value):
+            raise ConfigError(f"{flag(name)} must be a finite number, got {value!r}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"--lr must be greater than 0, got {cfg.lr}")
+    for name in _FRACTIONS:
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"{flag(name)} must be at least 0 and below 1, got {getattr(cfg, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{flag(name)} must be at least 0, got {getattr(cfg, name)}")
+    if cfg.n_embd % cfg.n_head:
+        raise ConfigError(f"--n-embd {cfg.n_embd} must be a multiple of --n-head {cfg.n_head}")
+    if cfg.tokenizer not in ("char", "bpe"):
+        raise ConfigError(f"--tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
+    if not isinstance(cfg.vocab_size, int) or not 256 <= cfg.vocab_size <= MAX_BPE_VOCAB:
+        raise ConfigError(f"--vocab-size must be between 256 and {MAX_BPE_VOCAB}, "
+                          f"got {cfg.vocab_size!r}")
+    for name in ("data", "out"):
+        if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name):
+            raise ConfigError(f"{flag(name)} must be a non-empty text, got {getattr(cfg, name)!r}")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite starts it over: "
+                          "give one of them")
+
+
 def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> optim.AdamW:
     """AdamW where only 2-D weights (matmuls, embeddings) decay; biases and norms do not."""
     params = [p for p in model.parameters()]
@@ -97,13 +167,47 @@ def configure_optimizer(model: nn.Module, cfg: TrainConfig) -> optim.AdamW:
     return optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-class Trainer:
-    """Owns the model, optimizer, data and logs of one run."""
+def read_checkpoint(out: str | Path) -> dict[str, Any]:
+    """The training checkpoint in ``out``, or a ``TrainingError`` saying why there is none."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        raise TrainingError(f"--resume: there is no checkpoint in {out} ({CHECKPOINT}); "
+                            f"start a run there without --resume")
+    try:
+        ckpt = load(path)
+    except CheckpointError as exc:
+        raise TrainingError(f"--resume: cannot read the checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"--resume: {path} is not a tinygrad_lm training checkpoint")
+    return ckpt
 
-    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] | None = None) -> None:
-        if cfg.grad_accum < 1:
-            raise ValueError(f"grad_accum must be at least 1, not {cfg.grad_accum}")
+
+def refusal(out: Path) -> str:
+    """The one line that says why a new run will not start in ``out``, and what to type."""
+    last = [e for e in _read_metrics(out / METRICS) if "iter" in e]
+    done = f" (trained to iteration {last[-1]['iter']})" if last else ""
+    return (f"{out} already holds a run{done}: continue it with --resume (add --max-iters N "
+            f"to train it longer), start over with --overwrite, or choose another --out")
+
+
+class Trainer:
+    """Owns the model, optimizer, data and files of one run.
+
+    ``checkpoint`` is the run's checkpoint when resuming (read from ``cfg.out`` if not given).
+    A new run refuses an ``out`` that holds a run unless ``cfg.overwrite``; see ``rundir.py``.
+    """
+
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] | None = None,
+                 checkpoint: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.run_dir = RunDir(self.out, resume=cfg.resume)
+        if self.run_dir.replaces_run and not cfg.overwrite:
+            raise TrainingError(refusal(self.out))
+        if cfg.ddp:
+            distributed.require_mpi4py()
+        if cfg.resume and checkpoint is None:
+            checkpoint = read_checkpoint(self.out)
         self.device = distributed.device_for_rank(cfg.device) if cfg.ddp else \
             backend.get_device(cfg.device)
         self.group = (distributed.init_process_group(device=self.device) if cfg.ddp
@@ -112,9 +216,17 @@ class Trainer:
         self.log = log or (lambda text: print(text, file=sys.stderr))  # stdout is for samples
         if not self.is_main:
             self.log = lambda text: None
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        checkpoint = self._read_checkpoint() if cfg.resume else None
+        if self.is_main:
+            self.run_dir.open()
+        try:
+            self._build(checkpoint)
+        except BaseException:
+            if self.is_main:
+                self.run_dir.discard()
+            raise
+
+    def _build(self, checkpoint: dict[str, Any] | None) -> None:
+        cfg = self.cfg
         if self.is_main:  # rank 0 writes the token files, then the other ranks open them
             self.dataset = self._prepare_data()
         self.group.barrier()
@@ -128,18 +240,30 @@ class Trainer:
         self.model = GPT(self.model_config).to(self.device)
         self.ddp = distributed.DistributedDataParallel(self.model, self.group)
         self.optimizer = configure_optimizer(self.model, cfg)
-        self.scheduler = optim.lr_scheduler.CosineWarmup(self.optimizer, cfg.warmup,
-                                                         cfg.max_iters, cfg.min_lr)
+        self.scheduler = optim.lr_scheduler.CosineWarmup(
+            self.optimizer, cfg.warmup, cfg.lr_decay_iters or cfg.max_iters, cfg.min_lr)
         self.iter = 0
         self.best_val = math.inf
+        self.eval_iter: int | None = None  # the iteration of the last evaluation
+        self.losses: dict[str, float] = {}
         if checkpoint is not None:
             self._restore(checkpoint)
+        self.start_iter = self.iter
+        self._metrics_trimmed = not self.cfg.resume
 
     # -------------------------------------------------------------- data and evaluation
 
     def _prepare_data(self) -> batches.TokenDataset:
         cfg = self.cfg
-        return batches.prepare_corpus(cfg.data, self.out / "data", cfg.tokenizer, cfg.vocab_size)
+        dataset = batches.prepare_corpus(cfg.data, self.run_dir.path(DATA), cfg.tokenizer,
+                                         cfg.vocab_size)
+        for split in batches.SPLITS:
+            tokens = len(dataset.splits[split])
+            if tokens < cfg.block_size + 1:
+                raise TrainingError(f"--block-size {cfg.block_size} is too long for the "
+                                    f"{split} split of {cfg.data} ({tokens} tokens): use a "
+                                    f"smaller --block-size or a longer text")
+        return dataset
 
     def get_batch(self, split: str, key: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         """A random (x, y) batch of token ids, y shifted by one, drawn by a generator seeded
@@ -163,50 +287,115 @@ class Trainer:
         self.model.train()
         return {"train": train / self.cfg.eval_iters, "val": val / self.cfg.eval_iters}
 
+    # -------------------------------------------------------------- what the run says
+
+    def summary(self) -> list[str]:
+        """The lines printed at the start: where the files go, the data, the model, the
+        resolved configuration."""
+        cfg, meta = self.cfg, self.dataset.meta
+        if cfg.resume:
+            where = f"resuming the run in {self.out} at iteration {self.iter} of {cfg.max_iters}"
+        elif self.run_dir.replaces_run:
+            where = (f"a new run in {self.out}, replacing the run there once this one saves its "
+                     f"first checkpoint (iteration {min(cfg.eval_interval, cfg.max_iters)})")
+        else:
+            where = f"a new run in {self.out}"
+        tokens = meta["tokens"]
+        kind = "characters" if cfg.tokenizer == "char" else "BPE tokens"
+        params = self.model.num_parameters()
+        ranks = self.group.world_size
+        lines = [f"note: --ddp, but this process was not started by mpirun, so it trains "
+                 f"alone (start N ranks with `mpirun -n N tinygrad-lm train --ddp`)"] \
+            if cfg.ddp and ranks == 1 else []
+        return lines + [
+            f"run: {where}",
+            f"data: {cfg.data}, {meta['corpus_chars']:,} characters -> {tokens['train']:,} "
+            f"train + {tokens['val']:,} val tokens ({self.tokenizer.vocab_size} {kind}); "
+            f"token cache in {self.out / DATA}",
+            f"model: GPT with {params / 1e6:.2f} M parameters ({cfg.n_layer} layers, "
+            f"{cfg.n_head} heads, {cfg.n_embd} wide, context {cfg.block_size}) on "
+            f"{self.device.name}" + (f", {ranks} data-parallel ranks" if ranks > 1 else ""),
+            "config: " + " ".join(f"{k}={v}" for k, v in self.saved_config().items())
+            + f" (saved in {self.out / CONFIG})",
+        ]
+
+    def saved_config(self) -> dict[str, Any]:
+        """The configuration that defines the run (what ``--resume`` restores)."""
+        config = dataclasses.asdict(self.cfg)
+        for transient in ("out", "resume", "overwrite", "quiet"):
+            config.pop(transient)
+        return config
+
     # -------------------------------------------------------------- checkpoints
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume exactly: weights, optimizer, schedule, tokenizer."""
         return {
-            "format": "tinygrad_lm.gpt-checkpoint",
+            "format": CHECKPOINT_FORMAT,
             "model": dict(self.model.state_dict()),
             "model_config": dataclasses.asdict(self.model_config),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "train_config": dataclasses.asdict(self.cfg),
+            "train_config": self.saved_config(),
             "tokenizer": self.tokenizer.to_dict(),
             "iter": self.iter,
             "best_val": self.best_val,
+            "eval_iter": self.eval_iter,
+            "losses": dict(self.losses),
         }
-
-    def _read_checkpoint(self) -> dict[str, Any]:
-        path = self.out / CHECKPOINT
-        if not path.exists():
-            raise TrainingError(f"--resume: no checkpoint at {path}")
-        return load(path)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("model_config") != dataclasses.asdict(self.model_config):
             raise TrainingError(f"--resume: the checkpoint in {self.out} was made with model "
                                 f"{ckpt.get('model_config')}, not {dataclasses.asdict(self.model_config)}")
+        if not _same_tokenizer(ckpt["tokenizer"], self.tokenizer.to_dict()):
+            raise TrainingError(f"--resume: {self.cfg.data} no longer gives the tokenizer the "
+                                f"run in {self.out} was trained with (has the text changed?)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.iter, self.best_val = int(ckpt["iter"]), float(ckpt["best_val"])
-        self.log(f"resumed from {self.out / CHECKPOINT} at iteration {self.iter}")
+        self.eval_iter = ckpt.get("eval_iter")
+        self.losses = dict(ckpt.get("losses") or {})
 
     def save(self, name: str = CHECKPOINT) -> None:
-        """Write the checkpoint atomically into ``out`` (rank 0 only)."""
-        if self.is_main:
-            save(self.checkpoint(), self.out / name)
+        """Write the checkpoint atomically (rank 0 only), with the configuration beside it.
+        The first checkpoint of a new run moves its files into ``out`` (``RunDir.commit``)."""
+        if not self.is_main:
+            return
+        path = self.run_dir.path(name)
+        try:
+            if name == CHECKPOINT:
+                config = json.dumps(self.saved_config(), indent=1) + "\n"
+                atomic_write_bytes(self.run_dir.path(CONFIG), config.encode("utf-8"))
+            save(self.checkpoint(), path)
+        except OSError as exc:
+            raise TrainingError(f"cannot write {path}: {exc.strerror or exc}; "
+                                f"{self._what_is_kept()}") from None
+        self.run_dir.commit()
+
+    def _what_is_kept(self) -> str:
+        if self.run_dir.committed:
+            return f"the last checkpoint saved in {self.out} is kept"
+        if self.run_dir.replaces_run:
+            return f"nothing was saved and {self.out} still holds the earlier run"
+        return "nothing was saved"
 
     # -------------------------------------------------------------- the loop
 
     def _record(self, entry: dict[str, Any]) -> None:
         if not self.is_main:
             return
-        with open(self.out / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        path = self.run_dir.path(METRICS)
+        try:
+            if not self._metrics_trimmed:  # a resumed run: drop steps the checkpoint lacks
+                trim_metrics(path, self.start_iter)
+                self._metrics_trimmed = True
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+        except OSError as exc:
+            raise TrainingError(f"cannot write {path}: {exc.strerror or exc}; "
+                                f"{self._what_is_kept()}") from None
 
     def step(self, interrupted: bool = False) -> tuple[float, bool]:
         """One optimisation step over every micro-batch of every rank. Returns the mean
@@ -214,17 +403,21 @@ class Trainer:
         cfg = self.cfg
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for m in range(cfg.grad_accum):
-            k = self.group.rank * cfg.grad_accum + m
-            backend.manual_seed(cfg.seed * 1_000_003 + self.iter * 1_009 + k)  # dropout masks
-            x, y = self.get_batch("train", (cfg.seed, 0, self.iter) + ((k,) if k else ()))
-            _, loss = self.model(x, y)
-            total += loss.item()
-            (loss * (1.0 / cfg.grad_accum)).backward()  # d(mean of micro-losses)
+        # A diverging run overflows before its loss turns non-finite; the loss check below
+        # reports that in one line, so NumPy's warnings about it would only be noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for m in range(cfg.grad_accum):
+                k = self.group.rank * cfg.grad_accum + m
+                backend.manual_seed(cfg.seed * 1_000_003 + self.iter * 1_009 + k)  # dropout
+                x, y = self.get_batch("train", (cfg.seed, 0, self.iter) + ((k,) if k else ()))
+                _, loss = self.model(x, y)
+                total += loss.item()
+                (loss * (1.0 / cfg.grad_accum)).backward()  # d(mean of micro-losses)
         value, stop = self.group.all_reduce_floats([total / cfg.grad_accum, float(interrupted)])
         if not math.isfinite(value):
-            raise TrainingError(f"the loss became {value} at iteration {self.iter}; the last "
-                                f"good checkpoint is kept in {self.out}. Try a lower --lr.")
+            raise TrainingError(f"the loss became {value} at iteration {self.iter}; "
+                                f"{self._what_is_kept()}. Try a lower --lr.")
         self.ddp.all_reduce_gradients()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -235,11 +428,22 @@ class Trainer:
 
     def run(self, until: int | None = None) -> dict[str, float]:
         """Train to ``max_iters`` (or stop early at iteration ``until``), then evaluate and
-        save a checkpoint. Ctrl-C finishes the current step, saves a checkpoint and
-        raises KeyboardInterrupt (a second Ctrl-C stops at once)."""
+        save a checkpoint. Ctrl-C finishes the current step, saves a checkpoint (unless that
+        would replace an earlier run before this one's first checkpoint) and raises
+        KeyboardInterrupt; a second Ctrl-C stops at once. A new run that fails before its
+        first checkpoint leaves ``out`` as it was."""
+        try:
+            return self._run(until)
+        except BaseException:
+            if self.is_main:
+                self.run_dir.discard()
+            raise
+
+    def _run(self, until: int | None) -> dict[str, float]:
         cfg = self.cfg
-        progress = Progress(cfg.max_iters, enabled=not cfg.quiet and self.is_main)
         tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * self.group.world_size
+        progress = Progress(self.iter, cfg.max_iters, tokens_per_step,
+                            enabled=not cfg.quiet and self.is_main)
         interrupted: list[int] = []
 
         def on_interrupt(signum: int, frame: Any) -> None:
@@ -249,77 +453,79 @@ class Trainer:
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
         try:
-            losses: dict[str, float] = {}
             stop = cfg.max_iters if until is None else min(until, cfg.max_iters)
             stopping = False
             while self.iter < stop and not stopping:
-                if self.iter % cfg.eval_interval == 0:
-                    losses = self._evaluate(progress)
+                if self.iter % cfg.eval_interval == 0 and self.iter != self.eval_iter:
+                    self._evaluate(progress)
                 started = time.perf_counter()
                 loss, stopping = self.step(bool(interrupted))
                 elapsed = time.perf_counter() - started
                 self._record({"iter": self.iter, "loss": loss,
                               "lr": self.optimizer.param_groups[0]["lr"], "ms": round(elapsed * 1e3, 3)})
-                progress.update(self.iter, loss, tokens_per_step / elapsed)
+                progress.update(self.iter, loss, elapsed)
             if stopping:
                 progress.close()
-                self.save()
-                self.log(f"interrupted at iteration {self.iter}: checkpoint saved to "
-                         f"{self.out / CHECKPOINT}; continue with --resume")
-                raise KeyboardInterrupt
-            losses = self._evaluate(progress)
+                self._stop_on_interrupt()
+            if self.iter != self.eval_iter:
+                self._evaluate(progress)
         finally:
             signal.signal(signal.SIGINT, previous)
         progress.close()
-        return losses
+        return self.losses
 
-    def _evaluate(self, progress: "Progress") -> dict[str, float]:
-        losses = self.estimate_loss()
-        self._record({"iter": self.iter, "train_loss": losses["train"], "val_loss": losses["val"]})
-        progress.message(f"iter {self.iter}: train loss {losses['train']:.4f}, "
-                         f"val loss {losses['val']:.4f}")
-        self.save()
-        if losses["val"] < self.best_val:
-            self.best_val = losses["val"]
-            self.save(BEST_CHECKPOINT)
-        return losses
+    def _stop_on_interrupt(self) -> None:
+        if self.run_dir.replaces_run and not self.run_dir.committed:
+            self.log(f"interrupted at iteration {self.iter}, before this run's first "
+                     f"checkpoint: nothing saved; {self.out} still holds the earlier run")
+        elif self.iter > self.start_iter:
+            self.save()
+            self.log(f"interrupted at iteration {self.iter}: checkpoint saved to "
+                     f"{self.out / CHECKPOINT}; continue with --resume")
+        else:
+            self.log(f"interrupted at iteration {self.iter}, before any step: nothing to save")
+        raise KeyboardInterrupt
 
-
-class Progress:
-    """A one-line progress bar on a terminal; plain periodic lines otherwise."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
-        self.tty = sys.stderr.isatty()
-        self.last_line = time.perf_counter()
-
-    def update(self, it: int, loss: float, tokens_per_s: float) -> None:
-        """Show iteration ``it``'s loss and speed."""
-        if not self.enabled:
+    def _evaluate(self, progress: Progress) -> None:
+        """Evaluate, log, and (once this process has trained) save the checkpoints."""
+        self.losses = self.estimate_loss()
+        self.eval_iter = self.iter
+        self._record({"iter": self.iter, "train_loss": self.losses["train"],
+                      "val_loss": self.losses["val"]})
+        progress.message(f"iter {self.iter}: train loss {self.losses['train']:.4f}, "
+                         f"val loss {self.losses['val']:.4f}")
+        if self.iter == self.start_iter:  # nothing trained yet: the files on disk are current
             return
-        text = f"iter {it}/{self.total} loss {loss:.4f} {tokens_per_s:,.0f} tok/s"
-        if self.tty:
-            width = 24
-            done = int(width * it / max(self.total, 1))
-            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {text}   ")
-            sys.stderr.flush()
-        elif time.perf_counter() - self.last_line > 10 or it == self.total:
-            self.last_line = time.perf_counter()
-            sys.stderr.write(text + "\n")
+        self.save()
+        if self.losses["val"] < self.best_val:
+            self.best_val = self.losses["val"]
+            self.save(BEST_CHECKPOINT)
 
-    def message(self, text: str) -> None:
-        """Print a line of its own (an evaluation) without breaking the bar."""
-        if self.enabled:
-            sys.stderr.write(("\r" if self.tty else "") + text + (" " * 20 if self.tty else "") + "\n")
 
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
+def _same_tokenizer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two ``Tokenizer.to_dict`` results describe the same tokenizer."""
+    def plain(value: Any) -> Any:
+        return value.tolist() if hasattr(value, "tolist") else value
+
+    return a.keys() == b.keys() and all(plain(a[k]) == plain(b[k]) for k in a)
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The entries of a metrics log, skipping a half-written line."""
+    entries = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
 
 
 def plot_losses(out: Path) -> Path | None:
-    """``loss.png`` from the metrics log, when matplotlib is installed."""
+    """``loss.png`` from the metrics log; None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -328,8 +534,7 @@ def plot_losses(out: Path) -> Path | None:
     except ImportError:
         return None
     steps, train, evals = [], [], []
-    for line in (out / METRICS).read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
+    for entry in _read_metrics(out / METRICS):
         if "loss" in entry:
             steps.append(entry["iter"])
             train.append(entry["loss"])
@@ -345,23 +550,26 @@ def plot_losses(out: Path) -> Path | None:
     ax.set_ylabel("cross-entropy loss")
     ax.legend()
     fig.tight_layout()
-    path = out / "loss.png"
+    path = out / PLOT
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def train(cfg: TrainConfig) -> Trainer:
-    """Run training as configured; returns the Trainer (model, losses, paths)."""
-    if not cfg.resume:
-        (Path(cfg.out) / METRICS).unlink(missing_ok=True)  # a fresh run starts a fresh log
-    trainer = Trainer(cfg)
-    started = time.perf_counter()
+def train(cfg: TrainConfig, checkpoint: dict[str, Any] | None = None) -> Trainer:
+    """Run training as configured (resuming from ``checkpoint`` when given); prints a summary
+    at the start and a line at the end; returns the Trainer (model, losses, paths)."""
+    trainer = Trainer(cfg, checkpoint=checkpoint)
+    if not cfg.quiet:
+        for line in trainer.summary():
+            trainer.log(line)
+    started, first = time.perf_counter(), trainer.iter
     losses = trainer.run()
-    trainer.log(f"done: {trainer.iter} iterations in {time.perf_counter() - started:.1f} s, "
-                f"train loss {losses['train']:.4f}, val loss {losses['val']:.4f}; "
-                f"checkpoints in {trainer.out}")
-    plot = plot_losses(trainer.out) if trainer.is_main else None
-    if plot is not None:
-        trainer.log(f"loss curve: {plot}")
+    trainer.log(f"done: iterations {first} -> {trainer.iter} ({trainer.iter - first} in "
+                f"{time.perf_counter() - started:.1f} s), train loss {losses['train']:.4f}, "
+                f"val loss {losses['val']:.4f}; checkpoints in {trainer.out}")
+    if trainer.is_main:
+        plot = plot_losses(trainer.out)
+        trainer.log(f"loss curve: {plot}" if plot is not None else
+                    f"no {PLOT}: matplotlib is not installed (pip install matplotlib)")
     return trainer

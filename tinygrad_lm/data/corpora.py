@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from ..atomic import atomic_write_bytes
 
 DEFAULT_CORPUS = "stdlib"
 
@@ -188,18 +189,3 @@ def _check_shakespeare(raw: bytes, origin: str) -> None:
         raise DataError(f"tiny-shakespeare from {origin} has SHA-256 {digest}, expected "
                         f"{SHAKESPEARE_SHA256}: the file is corrupt or a different text "
                         "(to train on another text, pass its path as the corpus)")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,13 +12,18 @@ passes, not a Python loop over the text.
 """
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..progress import format_duration
 from .corpora import DataError
+
+log = logging.getLogger(__name__)
 
 TOKENIZER_KINDS = ("char", "bpe")
 DEFAULT_BPE_VOCAB_SIZE = 512
@@ -26,6 +31,7 @@ DEFAULT_BPE_VOCAB_SIZE = 512
 # Above this many possible pairs (vocab_size ** 2) pair statistics use sorting instead of a
 # dense table, whose memory and clearing cost would grow with the square of the vocabulary.
 _DENSE_PAIR_LIMIT = 1 << 22
+_REPORT_EVERY_S = 5.0  # BPE training says how far it is at most this often (logging, INFO)
 
 
 class UnknownCharacterError(DataError):
@@ -235,7 +241,9 @@ class BPETokenizer(Tokenizer):
         """Learn up to ``vocab_size - 256`` merges from `text`.
 
         Each step merges the most frequent adjacent pair (ties: the smallest ids). Training
-        stops early when no pair occurs twice, so `vocab_size` may come out smaller.
+        stops early when no pair occurs twice, so `vocab_size` may come out smaller. Every
+        merge passes over the whole text, so a large vocabulary takes long: progress and an
+        estimate of the time left go to the ``tinygrad_lm.data.tokenizers`` logger.
         """
         if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 256:
             raise DataError(f"BPE vocab_size must be an integer >= 256 (the byte tokens), "
@@ -243,7 +251,14 @@ class BPETokenizer(Tokenizer):
         seq = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8) \
             .astype(np.int32)
         merges = []
+        began = reported = time.perf_counter()
         for new_id in range(256, int(vocab_size)):
+            if time.perf_counter() - reported > _REPORT_EVERY_S:
+                reported = time.perf_counter()
+                done, total = new_id - 256, int(vocab_size) - 256
+                left = (total - done) * (reported - began) / max(done, 1)
+                log.info(f"BPE tokenizer: {done:,} of {total:,} merges learned in "
+                         f"{format_duration(reported - began)}, about {format_duration(left)} left")
             if len(seq) < 2:
                 break
             # ids in use are all below new_id, so new_id is a collision-free pair-code base
