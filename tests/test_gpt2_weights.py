@@ -261,7 +261,9 @@ def test_from_pretrained_by_name_uses_the_cache_directory(tmp_path, monkeypatch)
     np.testing.assert_allclose(our_logits(model, IDS), expected, atol=1e-4, rtol=0)
 
 
-def test_offline_download_says_so_in_one_line(tmp_path, monkeypatch):
+def test_offline_download_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    from tinygrad_lm import cli
+
     monkeypatch.setenv("TINYGRAD_LM_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
 
@@ -275,6 +277,8 @@ def test_offline_download_says_so_in_one_line(tmp_path, monkeypatch):
     assert "\n" not in message and "could not download" in message
     assert str(tmp_path / "cache" / "gpt2") in message and "name resolution" in message
     assert not any((tmp_path / "cache" / "gpt2").iterdir())
+    assert cli.main(["sample", "--init-from", "gpt2"]) == 2
+    assert capsys.readouterr().err == f"tinygrad-lm sample: error: {message}\n"
 
 
 # ---------------------------------------------------------------- PyTorch GPT-2
@@ -370,3 +374,49 @@ def test_exported_weights_load_into_torch_gpt2_with_the_same_logits(tmp_path, ge
         expected = reference(torch.from_numpy(IDS)).numpy()
     diff = np.abs(our_logits(model, IDS) - expected).max()
     assert diff < 1e-4, diff
+
+
+# ---------------------------------------------------------------- command line
+
+def test_export_then_sample_from_the_export_gives_the_run_s_text(tmp_path, capsys):
+    from tinygrad_lm import cli
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(corpus), "--out", str(run), "--preset", "tiny",
+                     "--max-iters", "2", "--eval-iters", "1", "--sample-tokens", "0",
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "--out", str(run), "--format", "safetensors"]) == 0
+    assert capsys.readouterr().out == f"{run / 'safetensors'}\n"
+    assert sorted(p.name for p in (run / "safetensors").iterdir()) == \
+        ["config.json", "model.safetensors", "tokenizer.tlm"]
+    args = ["--prompt", "To be", "--max-new-tokens", "30", "--seed", "4"]
+    assert cli.main(["sample", "--out", str(run), *args]) == 0
+    from_run = capsys.readouterr().out
+    assert cli.main(["sample", "--init-from", str(run / "safetensors"), *args]) == 0
+    assert capsys.readouterr().out == from_run and from_run.startswith("To be")
+
+
+def test_sample_from_gpt2_weights_uses_gpt2_s_tokenizer(tmp_path, capsys):
+    from test_gpt2_tokenizer import write_tokenizer
+    from tinygrad_lm import cli
+
+    config = hf_config(vocab_size=257)  # the 256 byte tokens and <|endoftext|>
+    directory = write_hf_dir(tmp_path / "gpt2", random_hf_state(config), config)
+    write_tokenizer(directory, merges=[])
+    assert cli.main(["sample", "--init-from", str(directory), "--prompt", "Hi there",
+                     "--max-new-tokens", "3", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("Hi there")
+    (directory / "vocab.json").unlink()
+    assert cli.main(["sample", "--init-from", str(directory)]) == 2
+    assert "no tokenizer beside" in capsys.readouterr().err
+
+
+def test_export_without_a_run_is_one_line(tmp_path, capsys):
+    from tinygrad_lm import cli
+
+    assert cli.main(["export", "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no checkpoint" in err

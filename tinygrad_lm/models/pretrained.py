@@ -103,10 +103,10 @@ def download_pretrained(name: str, cache: str | os.PathLike[str] | None = None,
             continue
         url = HUB_URL.format(name=name, file=file)
         directory.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {url} to {target}", file=sys.stderr)
         fd, tmp = tempfile.mkstemp(prefix=f".{file}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f, opener(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                print(f"downloading {url} to {target}", file=sys.stderr)
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
                 expected = response.headers.get("Content-Length")
