@@ -40,7 +40,12 @@ _SPACE, _LETTER, _NUMBER, _OTHER = range(4)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte table: the 188 printable Latin-1 bytes stand for themselves, and the
     other 68 (controls, space, DEL, NBSP, soft hyphen) take the characters from U+0100 on,
-    in byte order."""
+    in byte order.
+
+    >>> table = bytes_to_unicode()
+    >>> table[ord("a")], table[ord(" ")], table[ord("\\n")], table[0]
+    ('a', 'Ġ', 'Ċ', 'Ā')
+    """
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
                  *range(ord("®"), ord("ÿ") + 1)]
     table = {b: chr(b) for b in printable}
@@ -68,6 +73,9 @@ def pretokenize(text: str) -> list[str]:
       followed by a non-space, leaving that last whitespace character to start the next
       chunk (so ``"a   b"`` gives ``"a", "  ", " b"``); a single whitespace character
       before a non-space is matched by the final ``\\s+``.
+
+    >>> pretokenize("I'm   here, 42x\\n")
+    ['I', "'m", '  ', ' here', ',', ' 42', 'x', '\\n']
     """
     kinds = [_kind(c) for c in text]
     chunks, i, n = [], 0, len(text)
