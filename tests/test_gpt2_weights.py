@@ -167,6 +167,12 @@ def test_from_pretrained_path_errors(tmp_path):
     save_file(random_hf_state(hf_config()), tmp_path / "lonely" / "model.safetensors")
     with pytest.raises(PretrainedError, match="config.json is missing"):
         GPT.from_pretrained(tmp_path / "lonely")
+    (tmp_path / "lonely" / "config.json").write_text("[1, 2]")
+    with pytest.raises(PretrainedError, match="config.json: not a JSON object"):
+        GPT.from_pretrained(tmp_path / "lonely")
+    (tmp_path / "lonely" / "config.json").write_text("{n_layer: 2")
+    with pytest.raises(PretrainedError, match="config.json: not valid JSON"):
+        GPT.from_pretrained(tmp_path / "lonely")
 
 
 # ---------------------------------------------------------------- export

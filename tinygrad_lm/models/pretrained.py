@@ -63,6 +63,8 @@ def load_pretrained(path: str | os.PathLike[str], dropout: float = 0.0) -> GPT:
         hf_config = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PretrainedError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(hf_config, dict):
+        raise PretrainedError(f"{config_path}: not a JSON object")
     config = config_from_hf(hf_config, config_path, dropout)
     model = GPT(config)
     model.load_state_dict(state_from_hf(load_file(weights), model, weights))
@@ -115,7 +117,7 @@ def download_pretrained(name: str, cache: str | os.PathLike[str] | None = None,
             os.replace(tmp, target)
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise PretrainedError(
-                f"could not download {url} ({exc}); offline, copy {', '.join(HUB_FILES)} of "
+                f"could not download {url} ({exc}); without network access, copy {', '.join(HUB_FILES)} of "
                 f"{name} into {directory} or pass a local directory") from None
         finally:
             if os.path.exists(tmp):
