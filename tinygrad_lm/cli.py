@@ -1,4 +1,5 @@
-"""The command line: ``tinygrad-lm {train,sample,bench,gradcheck,graph}`` (also ``python -m tinygrad_lm``).
+"""The command line: ``tinygrad-lm {train,sample,export,bench,gradcheck,graph}`` (also
+``python -m tinygrad_lm``).
 
 Expected failures (a missing file, a bad flag value, an unknown character in a prompt) print
 one clear line on stderr and exit with status 2; they never show a traceback.
@@ -53,9 +54,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="print text sampled from a trained checkpoint",
-                       description="Print text sampled from the model in --out (only the text "
-                       "goes to stdout).")
+                       description="Print text sampled from the model in --out, or from "
+                       "pretrained weights with --init-from (only the text goes to stdout).")
     p.add_argument("--out", default="out", help="the training run's directory (default: out)")
+    p.add_argument("--init-from", default=None, metavar="PATH", help="instead of --out: a "
+                   "Hugging Face GPT-2 directory or model.safetensors (with GPT-2's vocab.json "
+                   "and merges.txt, or tinygrad-lm export's tokenizer, beside it), or gpt2, "
+                   "gpt2-medium, gpt2-large, gpt2-xl (downloaded once)")
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default: 0.8)")
@@ -162,14 +167,35 @@ def check_sample_args(args: argparse.Namespace) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     """``tinygrad-lm sample``: text from the checkpoint in ``--out``, on stdout only."""
-    from .sample import generate_text, load_model
+    from .sample import generate_text, load_model, load_pretrained_model
 
     check_sample_args(args)
-    model, tokenizer = load_model(args.out, args.device)
+    model, tokenizer = (load_pretrained_model(args.init_from, args.device) if args.init_from
+                        else load_model(args.out, args.device))
     text = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
                          args.top_k, args.top_p, args.seed, use_cache=not args.no_cache,
                          context=args.context)
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    return 0
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="write a run's model as Hugging Face GPT-2 files",
+                       description="Write the model of the run in --out (its best checkpoint, "
+                       "else its latest) to OUT/<format>/: model.safetensors and config.json "
+                       "in GPT-2's layout, and the run's tokenizer as tokenizer.tlm. Prints "
+                       "the directory.")
+    p.add_argument("--out", default="out", help="the training run's directory (default: out)")
+    p.add_argument("--format", choices=FORMATS, default=FORMATS[0])
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``tinygrad-lm export``: the run's model as a Hugging Face GPT-2 directory."""
+    from .export import export_run
+
+    print(export_run(args.out, args.format))
     return 0
 
 
@@ -216,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _export_parser(sub)
     _bench_parser(sub)
     _gradcheck_parser(sub)
     _graph_parser(sub)
@@ -239,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
-    handlers = {"train": run_train, "sample": run_sample, "bench": run_bench,
-                "gradcheck": run_gradcheck, "graph": run_graph}
+    handlers = {"train": run_train, "sample": run_sample, "export": run_export,
+                "bench": run_bench, "gradcheck": run_gradcheck, "graph": run_graph}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, OSError, RuntimeError, MemoryError) as exc:

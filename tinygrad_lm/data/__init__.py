@@ -10,13 +10,15 @@ from .batches import (Batcher, TokenDataset, dataset_key, prepare_corpus, prepar
                       token_dtype)
 from .corpora import (BUILTIN_CORPORA, DEFAULT_CORPUS, DataError, cache_dir, load_corpus,
                       read_text_file, shakespeare_corpus, stdlib_corpus)
+from .gpt2_tokenizer import GPT2Tokenizer
 from .tokenizers import (TOKENIZER_KINDS, BPETokenizer, CharTokenizer, Tokenizer,
                          UnknownCharacterError, make_tokenizer, tokenizer_from_dict)
 
 __all__ = [
     "Batcher", "TokenDataset", "dataset_key", "prepare_corpus", "prepare_dataset",
     "token_dtype", "BUILTIN_CORPORA", "DEFAULT_CORPUS", "DataError", "cache_dir",
-    "load_corpus", "read_text_file", "shakespeare_corpus", "stdlib_corpus", "TOKENIZER_KINDS",
+    "load_corpus", "read_text_file", "shakespeare_corpus", "stdlib_corpus", "GPT2Tokenizer",
+    "TOKENIZER_KINDS",
     "BPETokenizer", "CharTokenizer", "Tokenizer", "UnknownCharacterError", "make_tokenizer",
     "tokenizer_from_dict",
 ]

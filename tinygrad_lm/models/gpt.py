@@ -7,7 +7,9 @@ embedding. Parameter names match nanoGPT's, so state_dicts move between the two.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import backend, nn
@@ -18,7 +20,11 @@ from ..tensor import Tensor, cat
 
 @dataclass
 class GPTConfig:
-    """Model size. The defaults are nanoGPT's character-level Shakespeare model."""
+    """Model size. The defaults are nanoGPT's character-level Shakespeare model.
+
+    ``gelu_approximate`` is the MLP's GELU: ``"none"`` (exact, nanoGPT's) or ``"tanh"``
+    (GPT-2's ``gelu_new``, needed to reproduce its logits).
+    """
 
     block_size: int = 256
     vocab_size: int = 65
@@ -27,6 +33,7 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = True
+    gelu_approximate: str = "none"
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -37,6 +44,9 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig: {name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got "
+                             f"{self.gelu_approximate!r}")
 
 
 class KVCache:
@@ -99,7 +109,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(config.gelu_approximate)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -152,6 +162,20 @@ class GPT(nn.Module):
             elif p.ndim == 2:  # Linear and Embedding weights; LayerNorm keeps its ones
                 std = residual_std if name.endswith("c_proj.weight") else 0.02
                 p.data[...] = Tensor.randn(*p.shape, dtype=p.dtype, device=p.device).data * std
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], dropout: float = 0.0) -> GPT:
+        """GPT-2 from a Hugging Face directory (``model.safetensors`` and ``config.json``),
+        its ``model.safetensors``, or a name (``gpt2``, ``gpt2-medium``, ``gpt2-large``,
+        ``gpt2-xl``: downloaded once into the cache). See `models.pretrained`."""
+        from .pretrained import load_pretrained
+        return load_pretrained(path, dropout)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write this model as a Hugging Face GPT-2 directory that `from_pretrained` (and
+        Hugging Face's GPT2LMHeadModel) reads back; returns the directory."""
+        from .pretrained import save_pretrained
+        return save_pretrained(self, directory)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embedding (as nanoGPT reports)."""
