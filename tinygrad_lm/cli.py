@@ -10,6 +10,7 @@ import dataclasses
 import sys
 from typing import Sequence
 
+from . import exercises
 from .data.corpora import DEFAULT_CORPUS, DataError
 
 
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _gradcheck_parser(sub)
     _graph_parser(sub)
+    exercises.add_parser(sub)
     return parser
 
 
@@ -183,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": run_train, "sample": run_sample, "bench": run_bench,
-                "gradcheck": run_gradcheck, "graph": run_graph}
+                "gradcheck": run_gradcheck, "graph": run_graph, "exercises": exercises.run}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as exc:
