@@ -42,6 +42,7 @@ class Exercise:
 
     @property
     def filename(self) -> str:
+        """The exercise's file name, the same for the learner's file and the solution."""
         return f"{self.number:02d}_{self.name}.py"
 
 
@@ -407,6 +408,7 @@ def list_exercises() -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``exercises`` as a sub-command of ``tinygrad-lm``."""
     p = sub.add_parser("exercises", help="list the tutorial's exercises, or check one",
                        description="Without arguments, list the exercises. `check N` checks "
                        "examples/exercises/NN_*.py (found in the current directory or above); "
