@@ -17,7 +17,6 @@ from typing import Sequence
 import numpy as np
 
 import tinygrad_lm as tl
-import tinygrad_lm.nn.functional as F
 from tinygrad_lm import nn
 from tinygrad_lm.models.gpt import GPT, MLP, Block, GPTConfig
 
