@@ -1,10 +1,11 @@
 """The table of Tensor ops that drives test_ops.py and test_torch_oracle.py.
 
-One row per op (and per calling form) of API.md's Tensor section. A row gives the op three
-times: on tinygrad_lm Tensors, as a NumPy reference and on PyTorch tensors (``torch=None``
-means the very same expression works on a PyTorch tensor), plus a hypothesis strategy that
-draws a ``Case``: the float64 input arrays (those get gradients) and the op's parameters
-(axes, shapes, indices, masks: held fixed while differentiating).
+One row per op (and per calling form) of the public Tensor API (``tl.Tensor``'s methods
+and the ``tl.*`` functions). A row gives the op three times: on tinygrad_lm Tensors, as a
+NumPy reference and on PyTorch tensors (``torch=None`` means the very same expression
+works on a PyTorch tensor), plus a hypothesis strategy that draws a ``Case``: the float64
+input arrays (those get gradients) and the op's parameters (axes, shapes, indices, masks:
+held fixed while differentiating).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ DOCS = ROOT / "docs"
 AUTOGRAD_MD = DOCS / "autograd.md"
 ENGINE_DOCS = ["architecture.md", "autograd.md", "backends.md"]
 
-# The differentiable Tensor API of API.md (methods, properties and tl.* functions).
+# The differentiable public Tensor API (methods, properties and tl.* functions).
 API_DIFFERENTIABLE = [
     "matmul", "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "gelu", "maximum",
     "minimum", "clip", "sum", "mean", "max", "min", "var", "std", "logsumexp", "softmax",

@@ -5,6 +5,7 @@ scripts they explain."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -27,20 +28,35 @@ EXPECTED = {
     "01_scalar_engine": ["ok: df/dx at (1.5, -0.8) matches central differences",
                          "ok: backward through a chain deeper than the recursion limit",
                          "ok: every point classified correctly"],
-    "02_tensors": ["ok: b.grad is dout summed over the broadcast axis",
+    "02_array_engine": ["ok: b.grad is w * a summed over the broadcast axis",
+                        "ok: sum_to from (2, 3, 4) to (3, 1)",
+                        "ok: backward through a chain of 5000 adds",
+                        "ok: loss and gradients equal tinygrad_lm's"],
+    "03_tensors": ["ok: b.grad is dout summed over the broadcast axis",
                    "ok: gradcheck catches the backward that forgot the factor 2",
                    "ok: second derivative of tanh is -2 tanh (1 - tanh^2)",
                    "ok: under no_grad nothing is recorded"],
-    "03_mlp": ["ok: the MLP's test accuracy is at least 95%",
+    "04_mlp": ["ok: the MLP's test accuracy is at least 95%",
                "ok: the MLP beats the linear model by 5 points or more"],
-    "04_attention": ["ok: the fused gradient for k equals the composition's",
+    "05_attention": ["ok: the fused gradient for k equals the composition's",
                      "ok: only the last position sees the last position",
                      "ok: CausalSelfAttention equals the hand-written one"],
-    "05_bigram": ["ok: the all-zero table starts at exactly ln V",
+    "06_bigram": ["ok: the all-zero table starts at exactly ln V",
                   "ok: the learned bigram comes within 0.25 nats of counting"],
-    "06_gpt": ["ok: training lowered the validation loss by over 1 nat",
+    "07_transformer_block": ["ok: d wte is d out scatter-added to the rows of the tokens used",
+                             "ok: layer_norm equals nn.LayerNorm",
+                             "ok: and so do the gradients for x and every parameter",
+                             "ok: the residual connections carry over 1000 times more gradient",
+                             "ok: the scaled projections keep the stream's growth well below"],
+    "08_gpt": ["ok: training lowered the validation loss by over 1 nat",
                "ok: greedy generation with and without the key/value cache writes the same text"],
+    "09_sampling": ["ok: the cross-entropy is the mean negative log-likelihood of the text",
+                    "ok: a higher temperature spreads the choice",
+                    "ok: sample_next with top-p 0.9 draws from our distribution",
+                    "ok: our draw() matches the probabilities"],
 }
+IMAGES_DIR = ROOT / "docs" / "images"
+IMAGE_SCRIPT = ROOT / "scripts" / "make_tutorial_images.py"
 
 
 def test_every_step_is_listed_here() -> None:
@@ -51,8 +67,11 @@ def test_every_step_is_listed_here() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_step_runs_quick_and_its_checks_pass(script: Path, tmp_path: Path) -> None:
-    """Run from another directory, as a script: exit status 0 and the checks printed."""
-    result = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path,
+    """Run from another directory, as a script: exit status 0 and the checks printed. The
+    package is importable as after `pip install -e .` (which the tutorial asks for)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{script.name} failed:\n{result.stdout}\n{result.stderr}"
     for line in EXPECTED[script.stem]:
@@ -82,6 +101,18 @@ def test_a_wrong_derivative_makes_step_1_fail(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SystemExit) as exit_info:
         engine.check_derivatives()
     assert "central differences" in str(exit_info.value.code)
+
+
+def test_a_wrong_backward_makes_step_2_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step 2's comparison with tinygrad_lm can fail: give its Tanh the derivative 1 - t
+    instead of 1 - t^2."""
+    monkeypatch.syspath_prepend(str(SCRIPTS_DIR))  # for its `from _tutorial import check`
+    engine = _load(SCRIPTS_DIR / "02_array_engine.py")
+    engine.compare_with_tinygrad_lm(trials=3)  # the real engine passes
+    monkeypatch.setattr(engine.Tanh, "backward", lambda self, dout: (dout * (1 - self.out),))
+    with pytest.raises(SystemExit) as exit_info:
+        engine.compare_with_tinygrad_lm(trials=3)
+    assert "equal tinygrad_lm's" in str(exit_info.value.code)
 
 
 def test_every_step_has_a_page_listed_in_order_in_the_index() -> None:
@@ -131,3 +162,33 @@ def test_page_code_excerpts_exist_in_the_script(script: Path) -> None:
             except ValueError:
                 pytest.fail(f"{page.name}, block at line {line}: {wanted!r} is not in "
                             f"{script.name} (or not in this order)")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_every_page_shows_its_picture_and_links_its_exercise(script: Path) -> None:
+    """Page NN_x.md embeds docs/images/tutorial_NN_*.svg (small enough to load fast) and
+    links the exercise file of its step."""
+    text = (PAGES_DIR / f"{script.stem}.md").read_text(encoding="utf-8")
+    number = script.stem[:2]
+    pictures = re.findall(rf"!\[[^\]]+\]\(\.\./images/(tutorial_{number}_\w+\.svg)\)", text)
+    assert len(pictures) == 1, f"{script.stem}.md must show one picture tutorial_{number}_*.svg"
+    assert (IMAGES_DIR / pictures[0]).stat().st_size < 200_000
+    exercises = list((ROOT / "examples" / "exercises").glob(f"{number}_*.py"))
+    assert len(exercises) == 1, f"step {number} has no exercise file (or several)"
+    assert f"examples/exercises/{exercises[0].name}" in text, \
+        f"{script.stem}.md does not link its exercise {exercises[0].name}"
+
+
+def test_pictures_are_reproducible(tmp_path: Path) -> None:
+    """Redrawing every picture gives the committed files byte for byte, and there is no
+    committed tutorial picture that the script does not draw."""
+    result = subprocess.run([sys.executable, str(IMAGE_SCRIPT), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    drawn = sorted(p.name for p in tmp_path.glob("*.svg"))
+    assert drawn == sorted(p.name for p in IMAGES_DIR.glob("tutorial_*.svg"))
+    assert len(drawn) == len(SCRIPTS)
+    stale = [name for name in drawn
+             if (tmp_path / name).read_bytes() != (IMAGES_DIR / name).read_bytes()]
+    assert not stale, (f"{stale} differ from what scripts/make_tutorial_images.py draws now: "
+                       "run it and commit the pictures")

@@ -13,6 +13,7 @@ import math
 import sys
 from typing import NoReturn, Sequence
 
+from . import exercises
 from .data.corpora import DEFAULT_CORPUS, DataError
 
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _gradcheck_parser(sub)
     _graph_parser(sub)
+    exercises.add_parser(sub)
     return parser
 
 
@@ -267,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
     handlers = {"train": run_train, "sample": run_sample, "export": run_export,
-                "bench": run_bench, "gradcheck": run_gradcheck, "graph": run_graph}
+                "bench": run_bench, "gradcheck": run_gradcheck, "graph": run_graph,
+                "exercises": exercises.run}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, OSError, RuntimeError, MemoryError) as exc:

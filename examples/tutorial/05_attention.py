@@ -1,4 +1,4 @@
-"""Step 4: causal self-attention written by hand from Tensor ops, then checked against the
+"""Step 5: causal self-attention written by hand from Tensor ops, then checked against the
 library's fused ``F.scaled_dot_product_attention`` and the GPT's attention layer.
 
 The fused op computes the same function with one graph node and a backward derived by hand
@@ -6,7 +6,7 @@ The fused op computes the same function with one graph node and a backward deriv
 composition, that it is causal, and that the GPT's ``CausalSelfAttention`` is exactly the
 hand-written multi-head version.
 
-    python examples/tutorial/04_attention.py [--quick]
+    python examples/tutorial/05_attention.py [--quick]
 """
 from __future__ import annotations
 
@@ -24,14 +24,18 @@ from tinygrad_lm.models.gpt import CausalSelfAttention, GPTConfig
 from _tutorial import check  # this folder's shared helper
 
 
-def causal_attention(q: tl.Tensor, k: tl.Tensor, v: tl.Tensor) -> tl.Tensor:
-    """softmax(q k^T / sqrt(hs), future masked out) v for q, k, v of shape (B, nh, T, hs)."""
+def causal_weights(q: tl.Tensor, k: tl.Tensor) -> tl.Tensor:
+    """softmax(q k^T / sqrt(hs), future masked out) for q, k of shape (B, nh, T, hs)."""
     T, hs = q.shape[-2], q.shape[-1]
     scores = q @ k.transpose(-2, -1) / math.sqrt(hs)  # (B, nh, T, T): query row, key column
     future = tl.Tensor(np.triu(np.ones((T, T), dtype=bool), k=1))  # key after query: hidden
     scores = scores.masked_fill(future, -math.inf)  # exp(-inf) = 0: no weight on the future
-    weights = scores.softmax(axis=-1)  # each row sums to 1
-    return weights @ v  # (B, nh, T, hs)
+    return scores.softmax(axis=-1)  # each row sums to 1
+
+
+def causal_attention(q: tl.Tensor, k: tl.Tensor, v: tl.Tensor) -> tl.Tensor:
+    """Each position's output: the average of the values, weighted by causal_weights."""
+    return causal_weights(q, k) @ v  # (B, nh, T, hs)
 
 
 def fused_attention(q: tl.Tensor, k: tl.Tensor, v: tl.Tensor) -> tl.Tensor:

@@ -1,12 +1,12 @@
-"""Step 5: the simplest language model, a bigram, counted and then learned.
+"""Step 6: the simplest language model, a bigram, counted and then learned.
 
 A character-level bigram predicts the next character from the current one only. Counting
 pairs in the text gives its best probabilities directly; training a (V, V) table of logits
 with cross-entropy finds the same probabilities by gradient descent, with exactly the loop
-that will train the GPT in step 6. The text is the library's built-in corpus (Python's
+that will train the GPT in step 8. The text is the library's built-in corpus (Python's
 standard-library sources), so nothing is downloaded.
 
-    python examples/tutorial/05_bigram.py [--quick]
+    python examples/tutorial/06_bigram.py [--quick]
 """
 from __future__ import annotations
 
@@ -45,6 +45,27 @@ def most_likely_after(probs: np.ndarray, tok: CharTokenizer, char: str) -> str:
     return ", ".join(f"{tok.decode([j])!r} {row[j]:.2f}" for j in np.argsort(-row)[:3])
 
 
+def learn_bigram(train_ids: np.ndarray, V: int, steps: int) -> tuple[nn.Embedding, list[float]]:
+    """A (V, V) table of logits trained by cross-entropy; the model and its training losses."""
+    tl.manual_seed(0)
+    model = nn.Embedding(V, V)  # row i holds the logits of the character after character i
+    nn.init.zeros_(model.weight)  # every logit 0: the uniform guess, loss exactly ln V
+    opt = optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
+    batches = Batcher(train_ids, batch_size=32, block_size=64, rng=np.random.default_rng(0))
+    losses = []
+    for step in range(steps):
+        x, y = batches.next_batch()  # (32, 64) ids, y one character ahead of x
+        logits = model(tl.Tensor(x))  # (32, 64, V)
+        loss = F.cross_entropy(logits.reshape(-1, V), tl.Tensor(y).reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % (steps // 5) == 0 or step == steps - 1:
+            print(f"  step {step:4d}  training loss {losses[-1]:.4f}")
+    return model, losses
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the demo; ``--quick`` runs the same code on less data, as the tests do."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,22 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  validation loss of the counted bigram: {counted_val:.4f}")
 
     print(f"2. learning a ({V}, {V}) table of logits, {steps} steps of AdamW")
-    tl.manual_seed(0)
-    model = nn.Embedding(V, V)  # row i holds the logits of the character after character i
-    nn.init.zeros_(model.weight)  # every logit 0: the uniform guess, loss exactly ln V
-    opt = optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
-    batches = Batcher(train_ids, batch_size=32, block_size=64, rng=np.random.default_rng(0))
-    losses = []
-    for step in range(steps):
-        x, y = batches.next_batch()  # (32, 64) ids, y one character ahead of x
-        logits = model(tl.Tensor(x))  # (32, 64, V)
-        loss = F.cross_entropy(logits.reshape(-1, V), tl.Tensor(y).reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step % (steps // 5) == 0 or step == steps - 1:
-            print(f"  step {step:4d}  training loss {losses[-1]:.4f}")
+    model, losses = learn_bigram(train_ids, V, steps)
     learned = model.weight.softmax(axis=-1).numpy().astype(np.float64)
     learned_val = nll(learned, val_ids)
     print(f"  validation loss of the learned bigram: {learned_val:.4f} "

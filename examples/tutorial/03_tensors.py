@@ -1,10 +1,10 @@
-"""Step 2: the ideas of step 1 on tinygrad_lm Tensors: whole arrays instead of scalars.
+"""Step 3: the ideas of step 1 on tinygrad_lm Tensors: whole arrays instead of scalars.
 
 Broadcasting and how backward undoes it (``sum_to``), ``tl.gradcheck`` (including a
 deliberately wrong backward that it catches), a second derivative with ``tl.grad(...,
 create_graph=True)``, and ``tl.no_grad``, ending with linear regression by hand.
 
-    python examples/tutorial/02_tensors.py [--quick]
+    python examples/tutorial/03_tensors.py [--quick]
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""Step 6: train the GPT on the built-in corpus with a visible loop, then sample from it.
+"""Step 8: train the GPT on the built-in corpus with a visible loop, then sample from it.
 
-Everything the bigram of step 5 had (character tokens, random (x, y) windows, cross-entropy,
+Everything the bigram of step 6 had (character tokens, random (x, y) windows, cross-entropy,
 AdamW) plus what ``tinygrad-lm train`` adds: the GPT of ``tinygrad_lm.models.gpt``, weight
 decay on 2-D weights only, gradient clipping, a warm-up then cosine learning rate, and a
 fixed set of validation batches to measure progress. The hyperparameters come from the
 trainer's presets (``tiny`` with --quick, ``cpu`` otherwise, with fewer steps).
 
-    python examples/tutorial/06_gpt.py [--quick]
+    python examples/tutorial/08_gpt.py [--quick]
 """
 from __future__ import annotations
 
@@ -35,15 +35,10 @@ def evaluate(model: GPT, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return total / len(batches)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the demo; ``--quick`` runs the same code on less data, as the tests do."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the tiny preset, fewer steps")
-    args = parser.parse_args(argv)
-    # the trainer's presets; the cpu preset's 2000 steps cut to 400 to stay under a minute
-    cfg = (TrainConfig(**PRESETS["tiny"]) if args.quick
-           else TrainConfig(**{**PRESETS["cpu"], "max_iters": 400, "eval_interval": 100}))
-
+def train(cfg: TrainConfig) -> tuple[GPT, CharTokenizer, np.ndarray, dict[str, list]]:
+    """Train a GPT as ``cfg`` says, printing the losses; return the model, its tokenizer, the
+    token ids (the first 90% for training) and the history of the run, for the checks and
+    pictures: the training loss and learning rate of every step, the validation losses."""
     text = load_corpus(cfg.data)
     tok = CharTokenizer.train(text)
     ids = tok.encode(text)
@@ -64,9 +59,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{model.num_parameters():,} parameters; {cfg.max_iters} steps of {cfg.batch_size} "
           f"windows of {cfg.block_size} characters")
 
-    first_val = evaluate(model, val_batches)
-    print(f"  step    0  validation loss {first_val:.4f} (ln V = {math.log(tok.vocab_size):.4f})")
+    history: dict[str, list] = {"train_loss": [], "lr": [],
+                                "val": [(0, evaluate(model, val_batches))]}
+    print(f"  step    0  validation loss {history['val'][0][1]:.4f} "
+          f"(ln V = {math.log(tok.vocab_size):.4f})")
     for step in range(1, cfg.max_iters + 1):
+        history["lr"].append(schedule.get_last_lr()[0])  # the rate this step uses
         x, y = batches.next_batch()
         _, loss = model(tl.Tensor(x), tl.Tensor(y))  # logits (B, T, V) and the mean loss
         opt.zero_grad()
@@ -74,14 +72,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # total norm capped at grad_clip
         opt.step()
         schedule.step()
+        history["train_loss"].append(loss.item())
         if step % cfg.eval_interval == 0:
+            history["val"].append((step, evaluate(model, val_batches)))
             print(f"  step {step:4d}  training loss {loss.item():.4f}  validation loss "
-                  f"{evaluate(model, val_batches):.4f}  lr {schedule.get_last_lr()[0]:.2e}")
-    last_val = evaluate(model, val_batches)
-    counts = np.ones((tok.vocab_size, tok.vocab_size))  # the counted bigram of step 5
+                  f"{history['val'][-1][1]:.4f}  lr {history['lr'][-1]:.2e}")
+    return model, tok, ids, history
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the demo; ``--quick`` runs the same code on less data, as the tests do."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the tiny preset, fewer steps")
+    args = parser.parse_args(argv)
+    # the trainer's presets; the cpu preset's 2000 steps cut to 400
+    cfg = (TrainConfig(**PRESETS["tiny"]) if args.quick
+           else TrainConfig(**{**PRESETS["cpu"], "max_iters": 400, "eval_interval": 100}))
+    model, tok, ids, history = train(cfg)
+    first_val, last_val = history["val"][0][1], history["val"][-1][1]
+    n_train = int(0.9 * len(ids))
+    train_ids, val_ids = ids[:n_train], ids[n_train:]
+    counts = np.ones((tok.vocab_size, tok.vocab_size))  # the counted bigram of step 6
     np.add.at(counts, (train_ids[:-1], train_ids[1:]), 1)
     bigram = -np.log(counts / counts.sum(axis=1, keepdims=True))[val_ids[:-1], val_ids[1:]].mean()
-    print(f"  for scale: the counted bigram of step 5 scores {bigram:.4f} on this validation split")
+    print(f"  for scale: the counted bigram of step 6 scores {bigram:.4f} on this validation split")
 
     model.eval()
     prompt = tl.Tensor(tok.encode("def ")[None])  # (1, 4): a batch of one prompt
