@@ -1,5 +1,5 @@
-"""The command line: ``tinygrad-lm {train,sample,export,bench,gradcheck,graph}`` (also
-``python -m tinygrad_lm``).
+"""The command line: ``tinygrad-lm {train,sample,export,bench,gradcheck,graph,exercises}``
+(also ``python -m tinygrad_lm``).
 
 Expected failures (a missing file, a bad flag value, an unknown character in a prompt) print
 one clear line on stderr and exit with status 2; they never show a traceback.
