@@ -110,3 +110,37 @@ def test_a_boolean_mask_after_an_ellipsis_or_int_is_checked_against_its_own_axes
     assert x[..., tl.tensor([True, False, False, True])].shape == (2, 3, 2)
     assert x[1, tl.tensor([False, True, True])].tolist() == [[16, 17, 18, 19], [20, 21, 22, 23]]
     assert x[None, x > 20].tolist() == [[21, 22, 23]]
+
+
+# Found by the hunt in test_torch_edges.py, pinned down here by value
+
+
+def test_gradients_at_nan_follow_pytorch() -> None:
+    x = tl.tensor([math.nan], requires_grad=True)
+    (x.relu() + x.abs() + x ** 0).sum().backward()
+    assert x.grad.tolist() == [1.0]  # relu passes it (NaN is not <= 0); |x|' and (x^0)' are 0
+
+
+def test_std_at_zero_variance_has_a_zero_gradient() -> None:
+    x = tl.tensor([3.0, 3.0], requires_grad=True)
+    out = x.std()
+    out.backward()
+    assert out.item() == 0.0 and x.grad.tolist() == [0.0, 0.0]
+
+
+def test_minimum_of_bools_and_integers() -> None:
+    assert tl.tensor([True, False]).minimum(tl.tensor([True, True])).tolist() == [True, False]
+    assert tl.tensor([True]).minimum(tl.tensor([0.5], dtype=tl.float16)).tolist() == [0.5]
+    assert tl.tensor([[3, 1]], dtype=tl.int32).min(axis=1).tolist() == [1]
+    assert tl.tensor([True, False]).min().item() is False
+
+
+def test_softmax_of_an_empty_tensor_is_empty() -> None:
+    assert tl.zeros(0).softmax(-1).shape == (0,) and tl.zeros(2, 0).log_softmax(dim=1).shape == (2, 0)
+
+
+def test_subtracting_bool_tensors_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="bool"):
+        tl.tensor([True]) - tl.tensor([1.0])
+    with pytest.raises(RuntimeError, match="bool"):
+        1.0 - tl.tensor([True])

@@ -100,9 +100,9 @@ class Div(Op):
 
 
 class Pow(Op):
-    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a; at a = 0, as in PyTorch, d/da = 0 where
-    b = 0 (a^0 = 1 is constant; the formula gives 0 * inf) and d/db = 0 where b >= 0 (the
-    formula gives 0 * -inf)."""
+    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a; as in PyTorch, d/da = 0 where b = 0 and
+    a = 0 or NaN (a^0 = 1 is constant; the formula gives 0 * inf or NaN) and d/db = 0 where
+    a = 0 <= b (the formula gives 0 * -inf)."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -114,9 +114,9 @@ class Pow(Op):
         a, b = ctx.parents
         da = db = None
         if ctx.needs_input_grad[0]:
-            zero = (b.data == 0) & (a.data == 0)
+            zero = (b.data == 0) & ((a.data == 0) | (a.data != a.data))  # a = 0 or NaN
             if zero.any():
-                exponent = where(_const(zero), 1, b)  # 1 * 0^0 = 1 stands in for 0 * 0^-1
+                exponent = where(_const(zero), 1, b)  # 1 * a^0 stands in for 0 * 0^-1 or 0 * NaN
                 da = where(_const(zero), 0, dout * exponent * a ** (exponent - 1))
             else:
                 da = dout * b * a ** (b - 1)
@@ -244,7 +244,7 @@ class Erf(Op):
 
 
 class Relu(Op):
-    """d relu(x)/dx = [x > 0]."""
+    """d relu(x)/dx = [x > 0] (and 1 at NaN, which is not <= 0, as in PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -252,16 +252,16 @@ class Relu(Op):
 
     @staticmethod
     def backward(ctx, dout):
-        return dout * _const(ctx.parents[0].data > 0)
+        return dout * _const(~(ctx.parents[0].data <= 0))
 
 
 class Abs(Op):
-    """d |x|/dx = sign(x) (0 at 0)."""
+    """d |x|/dx = sign(x) (0 at 0, and at NaN, as in PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
         xp = _xp(x)
-        ctx.save_for_backward(xp.sign(x))
+        ctx.save_for_backward((x > 0).astype(x.dtype) - (x < 0))
         return xp.abs(x)
 
     @staticmethod

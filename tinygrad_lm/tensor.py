@@ -558,6 +558,11 @@ class Tensor:
         return Tensor(other, device=self.device)
 
     def _binary(self, op: Any, other: Any, reverse: bool = False) -> "Tensor":
+        a, b = self._binary_operands(other, reverse)
+        return op.apply(a, b)
+
+    def _binary_operands(self, other: Any, reverse: bool = False) -> tuple["Tensor", "Tensor"]:
+        """This tensor and ``other`` (in that order, or reversed), in their common dtype."""
         b = self._operand(other)
         a = self
         if reverse:
@@ -565,7 +570,7 @@ class Tensor:
         if a.dtype != b.dtype:
             dtype = _result_dtype(a, b)
             a, b = a.astype(dtype), b.astype(dtype)
-        return op.apply(a, b)
+        return a, b
 
     def __add__(self, other: Any) -> "Tensor":
         """a + b, broadcast; d/da = d/db = 1 (summed over broadcast axes)."""
@@ -575,11 +580,11 @@ class Tensor:
         return self._binary(ops.Add, other, reverse=True)
 
     def __sub__(self, other: Any) -> "Tensor":
-        """a - b, broadcast; d/da = 1, d/db = -1."""
-        return self._binary(ops.Sub, other)
+        """a - b, broadcast; d/da = 1, d/db = -1. Refused for bool tensors, as in PyTorch."""
+        return self._binary(ops.Sub, _no_bool("-", other, self))
 
     def __rsub__(self, other: Any) -> "Tensor":
-        return self._binary(ops.Sub, other, reverse=True)
+        return self._binary(ops.Sub, _no_bool("-", other, self), reverse=True)
 
     def __mul__(self, other: Any) -> "Tensor":
         """a * b, broadcast; d/da = b, d/db = a."""
@@ -769,12 +774,16 @@ class Tensor:
         return self._binary(ops.Maximum, other)
 
     def minimum(self, other: Any) -> "Tensor":
-        """Elementwise min, as -max(-a, -b) (so the same gradient rule).
+        """Elementwise min, as -max(-a, -b) (so the same gradient rule); integers and bools
+        directly (they have no gradient, and -bool is an error).
 
-        >>> Tensor([1.0, 5.0]).minimum(2.0).tolist()
-        [1.0, 2.0]
+        >>> Tensor([1.0, 5.0]).minimum(2.0).tolist(), Tensor([True]).minimum(False).tolist()
+        ([1.0, 2.0], [False])
         """
-        return -((-self).maximum(-self._operand(other)))
+        a, b = self._binary_operands(other)
+        if a.dtype.kind not in "fc":
+            return Tensor._make(self.device_obj.xp.minimum(a.data, b.data))
+        return -((-a).maximum(-b))
 
     def clip(self, lo: float | None = None, hi: float | None = None) -> "Tensor":
         """Values limited to [lo, hi]; the gradient passes where lo <= x <= hi.
@@ -854,6 +863,10 @@ class Tensor:
         """
         if dim is not None:
             return self._extreme_with_indices("min", dim, _keep(keepdims, keepdim))
+        if self.dtype.kind not in "fc":  # no gradient, and -bool is an error
+            if _count(self.shape, axis) == 0:
+                raise ValueError(f"min: cannot reduce over an empty axis (shape {self.shape})")
+            return Tensor._make(self.data.min(axis=_axis(axis), keepdims=_keep(keepdims, keepdim)))
         return -((-self).max(axis, _keep(keepdims, keepdim)))
 
     def _extreme_with_indices(self, name: str, dim: int, keepdim: bool) -> "ValuesIndices":
@@ -897,7 +910,10 @@ class Tensor:
         1.0
         """
         axis, keepdims = _dim("std", axis, dim), _keep(keepdims, keepdim)
-        return self.var(axis, keepdims, correction).sqrt()
+        var = self.var(axis, keepdims, correction)
+        # at zero variance sqrt' is inf and d var/dx is 0: PyTorch's gradient there is 0
+        flat = Tensor._make(var.data == 0)
+        return where(flat, 0.0, where(flat, 1.0, var).sqrt())
 
     def logsumexp(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
                   keepdim: bool | None = None) -> "Tensor":
@@ -944,6 +960,8 @@ class Tensor:
         [0.09, 0.2447, 0.6652]
         """
         axis = _dim("softmax", axis, dim)
+        if self.numel() == 0:  # nothing to normalise (and the kernel needs a row)
+            return self * 1.0
         return fused.Softmax.apply(self, axis=-1 if axis is None else axis)
 
     def log_softmax(self, axis: int | None = None, *, dim: int | None = None) -> "Tensor":
@@ -953,6 +971,8 @@ class Tensor:
         [-0.6931, -0.6931]
         """
         axis = _dim("log_softmax", axis, dim)
+        if self.numel() == 0:  # nothing to normalise (and the kernel needs a row)
+            return self * 1.0
         return fused.LogSoftmax.apply(self, axis=-1 if axis is None else axis)
 
     # ------------------------------------------------------------------ shape and movement
@@ -1247,6 +1267,15 @@ def _result_dtype(a: Tensor, b: Tensor) -> np.dtype:
     if (a.ndim == 0) != (b.ndim == 0) and _kind(a.dtype) == _kind(b.dtype):
         return b.dtype if a.ndim == 0 else a.dtype
     return _promote(a.dtype, b.dtype)
+
+
+def _no_bool(op: str, *operands: Any) -> Any:
+    """The first operand, after checking that no operand is a bool tensor (PyTorch refuses
+    ``-`` on them: ``~`` inverts a mask)."""
+    if any(isinstance(o, Tensor) and o.dtype == np.bool_ for o in operands):
+        raise RuntimeError(f"{op}: subtraction with a bool tensor is not supported; use ~ or "
+                           "logical operations to invert a mask")
+    return operands[0]
 
 
 def _kind(dtype: np.dtype) -> int:
