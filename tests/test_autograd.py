@@ -271,10 +271,10 @@ def test_gradcheck_names_input_element_values_and_difference() -> None:
     with pytest.raises(tl.GradcheckError) as info:
         tl.gradcheck(lambda a, x: (a * WrongCube.apply(x)), (a, x))
     message = str(info.value)
-    assert "input 1" in message and "(0, 0)" in message  # input 0 is right; (0, 0) fails first
+    assert "input 1" in message and "(1, 0)" in message  # input 0 is right; x = 3 is worst
     number = r"(-?[\d.]+(?:e[-+]?\d+)?)"
     found = [re.search(word + r"\D*?" + number, message) for word in
-             ("analytic", "numerical", "difference")]
+             ("backward", "numerical", "difference")]
     assert all(found), message
     analytic, numerical, difference = (float(m.group(1)) for m in found)
     # WrongCube's backward is 2x^2 where 3x^2 is right: the two values differ by that factor
@@ -282,6 +282,20 @@ def test_gradcheck_names_input_element_values_and_difference() -> None:
     assert difference == pytest.approx(abs(analytic - numerical), rel=1e-2)
     assert tl.gradcheck(lambda a, x: (a * WrongCube.apply(x)), (a, x),
                         raise_exception=False) is False
+
+
+def test_gradcheck_gives_the_true_jacobian_entries_of_the_worst_element() -> None:
+    """The projected values depend on a random direction; the entries d out_k / d x_e do
+    not: here d out[(1, 0)] / d x[(1, 0)] is 2 x^2 = 18 by the wrong backward, 3 x^2 = 27."""
+    x = leaf([[1.0, 2.0], [3.0, -1.0]])
+    with pytest.raises(tl.GradcheckError) as info:
+        tl.gradcheck(WrongCube.apply, (x,))
+    message = str(info.value)
+    assert "sum(v * output)" in message and "worst of 4" in message
+    entry = re.search(r"output\[\(1, 0\)\]: ([\d.]+) vs ([\d.]+)", message)
+    assert entry, message
+    assert float(entry.group(1)) == pytest.approx(18) and float(entry.group(2)) == pytest.approx(27)
+    assert "output[(0, 0)]" not in message.split("first:")[1]  # d out[0, 0] / d x[1, 0] = 0
 
 
 def test_gradcheck_rejects_float32_inputs() -> None:
@@ -383,8 +397,10 @@ def test_ops_that_keep_placeholders_have_correct_gradients_of_non_leaf_inputs(
 
     def f(a: Tensor, b: Tensor) -> Tensor:
         x, y = a * 1.5, b * 0.5  # non-leaves
+        written = x.clone()
+        written[0, 1:] = y[1, :2]
         parts = [x + y, x - y, -x, x.reshape(3, 2).permute(1, 0).reshape(2, 3),
-                 x[:, 1:].expand(2, 2, 2).sum(0), tl.cat([x, y], axis=1)[:, 2:5]]
+                 x[:, 1:].expand(2, 2, 2).sum(0), tl.cat([x, y], axis=1)[:, 2:5], written]
         out = sum((p * p).sum() for p in parts)
         stack = [out]
         while stack:  # which ops the graph holds
@@ -400,4 +416,14 @@ def test_ops_that_keep_placeholders_have_correct_gradients_of_non_leaf_inputs(
     placeholder_ops = {op for op in vars(ops).values()
                        if isinstance(op, type) and issubclass(op, tl.Function)
                        and not op.keeps_inputs}
-    assert placeholder_ops - {ops.ScatterAdd} <= used  # ScatterAdd runs only in GetItem's backward
+    # ScatterAdd runs only in GetItem's backward; Cast and ToDevice: the next test
+    assert placeholder_ops - {ops.ScatterAdd, ops.Cast, ops.ToDevice} <= used
+
+
+def test_casts_of_non_leaf_inputs_keep_placeholders_and_exact_gradients(
+        placeholders_for_all: None) -> None:
+    a = leaf(np.array([1.0, 2.0]))
+    y = (a * 1.5).astype(np.float32)
+    assert y._ctx.parents[0].data.strides == (0,)  # a placeholder: no values kept
+    (y * 2).sum().backward()
+    assert a.grad.dtype == np.float64 and a.grad.tolist() == [3.0, 3.0]

@@ -65,9 +65,9 @@ def test_buckets_respect_the_cap_and_the_dtype_and_start_from_the_last_parameter
     params = [nn.Parameter(np.zeros(n, np.float32)) for n in (10, 20, 30, 5)]
     params.append(nn.Parameter(np.zeros(7, np.float64)))
     buckets = distributed._make_buckets(params, cap_bytes=40 * 4)
-    assert [[p.size for p in b] for b in buckets] == [[7], [5, 30], [20, 10]]
+    assert [[p.numel() for p in b] for b in buckets] == [[7], [5, 30], [20, 10]]
     big = distributed._make_buckets(params[:1], cap_bytes=4)  # too big for any bucket: alone
-    assert [[p.size for p in b] for b in big] == [[10]]
+    assert [[p.numel() for p in b] for b in big] == [[10]]
 
 
 def test_shard_deals_items_round_robin():

@@ -44,7 +44,8 @@ NOT_DIFFERENTIABLE = {
     "data", "grad", "requires_grad", "requires_grad_", "shape", "ndim", "dtype", "size",
     "device", "device_obj", "is_leaf", "grad_fn", "numpy", "item", "tolist", "detach",
     "backward", "retain_grad", "register_hook", "zeros", "ones", "full", "zeros_like",
-    "ones_like", "randn", "rand", "arange", "argmax", "argmin",
+    "ones_like", "randn", "rand", "arange", "argmax", "argmin", "numel", "dim", "long", "int",
+    "bool",
 }
 
 

@@ -63,7 +63,7 @@ def test_parameters_and_num_parameters_agree() -> None:
     net = Net()
     params = list(net.parameters())
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
-    assert net.num_parameters() == sum(p.size for p in params) == \
+    assert net.num_parameters() == sum(p.numel() for p in params) == \
         (4 * 8 + 8) + 8 + 2 * (8 * 8 + 8) + (8 * 2 + 2) + 8
 
 

@@ -51,7 +51,7 @@ def test_factory_values(device: str) -> None:
 def test_attributes(device: str) -> None:
     x = Tensor(np.arange(6.0).reshape(2, 3), device=device, requires_grad=True)
     assert x.shape == (2, 3) and isinstance(x.shape, tuple)
-    assert x.ndim == 2 and x.size == 6 and x.device == device and x.dtype == np.float64
+    assert x.ndim == 2 and x.numel() == 6 and x.size() == (2, 3) and x.device == device and x.dtype == np.float64
     assert x.requires_grad and x.is_leaf and x.grad is None and x.grad_fn is None
     assert x.T.shape == (3, 2) and len(x) == 2
     assert type(x.data).__name__ == "ndarray"

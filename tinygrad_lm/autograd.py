@@ -39,6 +39,14 @@ class Function:
     _hooks: list[Callable[..., Any]] | None = None  # of the output, a non-leaf (register_hook)
     _retained: Any = None  # a weak reference to the output whose .grad is kept (retain_grad)
 
+    makes_view = False
+    """True for ops whose output may share the input's memory (reshape, indexing, ...): such an
+    output shares the input's version counter, so an in-place write through one is seen as a
+    write to the other."""
+
+    _born = 0  # the write clock when the node was made
+    _out_version: list[int] | None = None  # the output's counter, when backward reads the output
+
     keeps_inputs = True
     """False for ops whose backward needs only their inputs' shapes and dtypes (add, reshape,
     sum, ...): the node then holds a placeholder for each non-leaf input instead of the
@@ -74,12 +82,19 @@ class Function:
         if tracer is not None:
             tracer.forward(cls.__name__, arrays, out, started)
         if not requires_grad:
-            return Tensor._make(out)
-        ctx.parents = args if cls.keeps_inputs else tuple(
-            [_placeholder(a) if type(a) is Tensor and a._ctx is not None
-             and a.data.nbytes >= PLACEHOLDER_MIN_BYTES else a for a in args])
-        ctx.kwargs = kwargs
-        return Tensor._make(out, True, ctx)
+            result = Tensor._make(out)
+        else:
+            ctx.parents = args if cls.keeps_inputs else tuple(
+                [_placeholder(a) if type(a) is Tensor and a._ctx is not None
+                 and a.data.nbytes >= PLACEHOLDER_MIN_BYTES else a for a in args])
+            ctx.kwargs = kwargs
+            ctx._born = config._write_clock
+            result = Tensor._make(out, True, ctx)
+            if _reads_output(ctx, out):
+                ctx._out_version = result._counter()
+        if cls.makes_view and _memory(out) is _memory(arrays[0]):
+            result._version = args[0]._counter()  # writes through either show in both
+        return result
 
     @staticmethod
     def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
@@ -98,6 +113,12 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
+
+    def read_inputs(self) -> Sequence[Any]:
+        """The inputs whose values backward reads (an in-place write to one of them before
+        backward is an error): all of them, unless ``keeps_inputs`` is False or an op knows
+        better."""
+        return self.parents if self.keeps_inputs else ()
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays that backward needs; they are freed as soon as backward has used them."""
@@ -203,6 +224,37 @@ _FREED = ("Trying to backward through the graph a second time (or to read saved 
           "they were freed): pass retain_graph=True to the first backward if you need it again")
 
 
+def _memory(array: Any) -> Any:
+    """The array that owns ``array``'s memory (itself, or the array it is a view of)."""
+    base = getattr(array, "base", None)
+    return array if base is None else base
+
+
+def _reads_output(ctx: Function, out: Any) -> bool:
+    """Whether backward reads the output's values: an Op's ``_out``, or a saved array that is
+    the output's memory."""
+    state = ctx.__dict__
+    if "_out" in state:
+        return True
+    saved = state.get("_saved", ())
+    return bool(saved) and any(_memory(a) is _memory(out) for a in saved if a is not None)
+
+
+def _check_unmodified(ctx: Function) -> None:
+    """Raise if a tensor that ``ctx``'s backward reads was written in place after ``ctx`` was
+    made: its gradient would be computed from the wrong values."""
+    versions = [p._version for p in ctx.read_inputs() if isinstance(p, Tensor)]
+    versions.append(ctx._out_version)
+    # an input that a recorded in-place op turned into another node: ``parents`` holds the
+    # tensor, which now stands for the node after the write, not the one this op used
+    rebound = [p._version for p, need in zip(ctx.parents, ctx.needs_input_grad) if need]
+    if any(v is not None and v[0] > ctx._born for v in versions) or \
+            any(v is not None and v[1] > ctx._born for v in rebound):
+        raise RuntimeError(
+            f"{ctx.name}: a tensor it saved for the backward was modified by an in-place "
+            "operation after it was used; compute its gradient first, or write to a clone()")
+
+
 def _key(t: "Tensor") -> int:
     """Gradients are accumulated per node: the op that made ``t``, or ``t`` itself if a leaf."""
     return id(t._ctx) if t._ctx is not None else id(t)
@@ -276,6 +328,8 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
             needs = ctx.needs_input_grad
             if wanted is not None:  # skip the inputs that lead to none of `inputs`
                 ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))
+            if ctx._born < config._write_clock:  # something was written in place since
+                _check_unmodified(ctx)
             tracer = config._tracer
             if tracer is None:
                 parent_grads = ctx._vjp(g, create_graph)
@@ -289,6 +343,8 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
                     continue
                 if pg.shape != p.shape:
                     pg = pg.sum_to(p.shape, op=ctx.name, input_index=i)
+                if pg.data.dtype != p.data.dtype:  # a gradient has its input's dtype
+                    pg = pg.astype(p.data.dtype)
                 _accumulate(grads, _key(p), pg)
             ctx.needs_input_grad = needs
             if not retain_graph:
@@ -336,7 +392,7 @@ def _root_grad(output: "Tensor", g: "Tensor | Any | None") -> "Tensor":
         raise RuntimeError(f"backward: the tensor of shape {output.shape} does not require grad "
                            "and has no grad_fn (was it made under no_grad, or from detached inputs?)")
     if g is None:
-        if output.size != 1:
+        if output.numel() != 1:
             raise RuntimeError(f"backward: a gradient can be created implicitly only for a tensor "
                                f"with one element, not one of shape {output.shape}; pass `gradient`")
         return Tensor._make(output.device_obj.xp.ones_like(output.data))

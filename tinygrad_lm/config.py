@@ -30,6 +30,10 @@ _grad_enabled = True
 _tracer: Any = None
 """The active ``tinygrad_lm.tracing.trace`` (None: ops run untraced); see ``tracing.py``."""
 
+_write_clock = 0
+"""Counts in-place writes. A graph node notes the count when it is made; at backward, a
+tensor it saved whose last write came later was changed under it (see ``Tensor._inplace``)."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -48,6 +52,13 @@ def _set_grad_enabled(mode: bool) -> bool:
 def _set_kernels(name: str) -> None:
     global KERNELS
     KERNELS = name
+
+
+def _tick() -> int:
+    """Advance the write clock (an in-place write happens) and return the new time."""
+    global _write_clock
+    _write_clock += 1
+    return _write_clock
 
 
 def _set_tracer(tracer: Any) -> Any:

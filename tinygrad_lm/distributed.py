@@ -280,27 +280,27 @@ class DistributedDataParallel(nn.Module):
         if self.group.world_size == 1:
             return
         if not self._flat:
-            self._flat = [p[0].device_obj.xp.empty(sum(q.size for q in p), p[0].dtype)
+            self._flat = [p[0].device_obj.xp.empty(sum(q.numel() for q in p), p[0].dtype)
                           for p in self._buckets]
         for params, flat in zip(self._buckets, self._flat):
             offset = 0
             for p in params:
-                flat[offset:offset + p.size] = 0 if p.grad is None else p.grad.data.reshape(-1)
-                offset += p.size
+                flat[offset:offset + p.numel()] = 0 if p.grad is None else p.grad.data.reshape(-1)
+                offset += p.numel()
             self.group.all_reduce(flat, "mean")
             offset = 0
             for p in params:
-                averaged = flat[offset:offset + p.size].reshape(p.shape)
+                averaged = flat[offset:offset + p.numel()].reshape(p.shape)
                 if p.grad is None:
                     p.grad = Tensor._make(averaged.copy())
                 else:
                     p.grad.data[...] = averaged
-                offset += p.size
+                offset += p.numel()
 
     @property
     def bucket_sizes(self) -> list[int]:
         """The number of gradient elements in each all-reduce bucket."""
-        return [sum(p.size for p in params) for params in self._buckets]
+        return [sum(p.numel() for p in params) for params in self._buckets]
 
 
 def _make_buckets(params: Sequence[Tensor], cap_bytes: int) -> list[list[Tensor]]:
@@ -310,7 +310,7 @@ def _make_buckets(params: Sequence[Tensor], cap_bytes: int) -> list[list[Tensor]
     buckets: list[list[Tensor]] = []
     size = 0
     for p in reversed(params):
-        nbytes = p.size * p.dtype.itemsize
+        nbytes = p.numel() * p.dtype.itemsize
         last = buckets[-1] if buckets else None
         if (last is None or size + nbytes > cap_bytes or last[0].dtype != p.dtype
                 or last[0].device != p.device):

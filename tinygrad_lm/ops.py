@@ -13,11 +13,17 @@ from typing import Any
 
 from . import backend
 from .autograd import Op
-from .tensor import Tensor
+from .tensor import Tensor, drop_leading_ones, where
 
 
 def _xp(array: Any) -> Any:
     return backend.device_of(array).xp
+
+
+def _read_crosswise(ctx: Any) -> list[Tensor]:
+    """For a product: the gradient of a reads b, that of b reads a."""
+    a, b = ctx.parents
+    return [p for p, need in ((b, ctx.needs_input_grad[0]), (a, ctx.needs_input_grad[1])) if need]
 
 
 def _const(array: Any) -> Tensor:
@@ -70,6 +76,9 @@ class Mul(Op):
         db = dout * a if ctx.needs_input_grad[1] else None
         return da, db
 
+    def read_inputs(self):
+        return _read_crosswise(self)
+
 
 class Div(Op):
     """d(a / b)/da = 1 / b, d(a / b)/db = -a / b^2."""
@@ -85,9 +94,15 @@ class Div(Op):
         db = -dout * a / (b * b) if ctx.needs_input_grad[1] else None
         return da, db
 
+    def read_inputs(self):
+        a, b = self.parents
+        return (a, b) if self.needs_input_grad[1] else (b,)
+
 
 class Pow(Op):
-    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a."""
+    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a; as in PyTorch, d/da = 0 where b = 0 and
+    a = 0 or NaN (a^0 = 1 is constant; the formula gives 0 * inf or NaN) and d/db = 0 where
+    a = 0 <= b (the formula gives 0 * -inf)."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -97,8 +112,21 @@ class Pow(Op):
     @staticmethod
     def backward(ctx, dout):
         a, b = ctx.parents
-        da = dout * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
-        db = dout * ctx.output() * a.log() if ctx.needs_input_grad[1] else None
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            zero = (b.data == 0) & ((a.data == 0) | (a.data != a.data))  # a = 0 or NaN
+            if zero.any():
+                exponent = where(_const(zero), 1, b)  # 1 * a^0 stands in for 0 * 0^-1 or 0 * NaN
+                da = where(_const(zero), 0, dout * exponent * a ** (exponent - 1))
+            else:
+                da = dout * b * a ** (b - 1)
+        if ctx.needs_input_grad[1]:
+            zero = (a.data == 0) & (b.data >= 0)
+            if zero.any():
+                safe = where(_const(zero), 1, a)  # ln 1 = 0 stands in for ln 0 = -inf
+                db = where(_const(zero), 0, dout * ctx.output() * safe.log())
+            else:
+                db = dout * ctx.output() * a.log()
         return da, db
 
 
@@ -190,8 +218,10 @@ class Sigmoid(Op):
     @staticmethod
     def forward(ctx, x):
         xp = _xp(x)
-        # 1 / (1 + e^-x) overflows for very negative x; tanh form is stable everywhere
-        ctx._out = 0.5 * (1 + xp.tanh(0.5 * x))
+        # e^-|x| never overflows; for x < 0, e^x / (1 + e^x) keeps sigmoid's relative precision
+        # where 1 - tanh would cancel to 0 (sigmoid(-20) in float32, sigmoid(-40) in float64)
+        e = xp.exp(-xp.abs(x))
+        ctx._out = xp.where(x >= 0, 1, e) / (1 + e)
         return ctx._out
 
     @staticmethod
@@ -214,7 +244,7 @@ class Erf(Op):
 
 
 class Relu(Op):
-    """d relu(x)/dx = [x > 0]."""
+    """d relu(x)/dx = [x > 0] (and 1 at NaN, which is not <= 0, as in PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -222,16 +252,16 @@ class Relu(Op):
 
     @staticmethod
     def backward(ctx, dout):
-        return dout * _const(ctx.parents[0].data > 0)
+        return dout * _const(~(ctx.parents[0].data <= 0))
 
 
 class Abs(Op):
-    """d |x|/dx = sign(x) (0 at 0)."""
+    """d |x|/dx = sign(x) (0 at 0, and at NaN, as in PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
         xp = _xp(x)
-        ctx.save_for_backward(xp.sign(x))
+        ctx.save_for_backward((x > 0).astype(x.dtype) - (x < 0))
         return xp.abs(x)
 
     @staticmethod
@@ -277,6 +307,8 @@ class Where(Op):
 
 class Cast(Op):
     """d astype(x)/dx = 1, with the gradient cast back to x's dtype."""
+
+    keeps_inputs = False  # the backward needs x's dtype, not its values
 
     @staticmethod
     def forward(ctx, x, dtype):
@@ -352,6 +384,7 @@ class Reshape(Op):
     """Reshape moves no values: the gradient is reshaped back."""
 
     keeps_inputs = False
+    makes_view = True
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -366,6 +399,7 @@ class Permute(Op):
     """The gradient of a permutation of axes is the inverse permutation."""
 
     keeps_inputs = False
+    makes_view = True
 
     @staticmethod
     def forward(ctx, x, dims):
@@ -384,6 +418,7 @@ class Expand(Op):
     """Broadcasting copies values, so the gradient sums over the copies."""
 
     keeps_inputs = False
+    makes_view = True
 
     @staticmethod
     def forward(ctx, x, shape):
@@ -398,14 +433,59 @@ class GetItem(Op):
     """Indexing picks values; the gradient is scattered back (repeated indices accumulate)."""
 
     keeps_inputs = False
+    makes_view = True  # basic indexing does; Function.apply checks that the memory is shared
 
     @staticmethod
     def forward(ctx, x, index):
-        return x[index]
+        if any(i is Ellipsis for i in index):
+            return x[index]
+        return x[index + (Ellipsis,)]  # a trailing ... keeps x[0] of a vector a 0-d view
 
     @staticmethod
     def backward(ctx, dout):
         return ScatterAdd.apply(dout, shape=ctx.parents[0].shape, index=ctx.kwargs["index"])
+
+
+class SetItem(Op):
+    """x with x[index] = v: d/dx = dout, zero at ``index`` (those values were overwritten);
+    d/dv = dout[index] (summed over v's broadcast axes by the engine)."""
+
+    keeps_inputs = False
+
+    @staticmethod
+    def forward(ctx, x, v, index):
+        out = x.copy()
+        out[index] = drop_leading_ones(v)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, v = ctx.parents
+        index = ctx.kwargs["index"]
+        dx = dv = None
+        if ctx.needs_input_grad[0]:
+            kept = _xp(dout.data).ones(x.shape, dtype=bool)
+            kept[index] = False
+            dx = dout * _const(kept)
+        if ctx.needs_input_grad[1]:
+            dv = GetItem.apply(dout, index=index)
+            if v.ndim > dv.ndim:  # NumPy lets v carry extra leading 1s
+                dv = dv.reshape(*(1,) * (v.ndim - dv.ndim), *dv.shape)
+        return dx, dv
+
+
+class Clone(Op):
+    """d clone(x)/dx = 1: a copy in new memory."""
+
+    keeps_inputs = False
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout
 
 
 class ScatterAdd(Op):
@@ -469,9 +549,14 @@ class Matmul(Op):
                 db = a.transpose(-1, -2) @ dout
         return da, db
 
+    def read_inputs(self):
+        return _read_crosswise(self)
+
 
 class ToDevice(Op):
     """A copy between devices; the gradient is copied back."""
+
+    keeps_inputs = False  # the backward needs x's device, not its values
 
     @staticmethod
     def forward(ctx, x, device):

@@ -180,7 +180,7 @@ class GPT(nn.Module):
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embedding (as nanoGPT reports)."""
         n = super().num_parameters()
-        return n - self.transformer.wpe.weight.size if non_embedding else n
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx: Any, targets: Any = None,
                 caches: list[KVCache] | None = None) -> tuple[Tensor, Tensor | None]:

@@ -43,22 +43,26 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     return x.gelu(approximate)
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """``x.softmax(axis)``: exp(x) / sum(exp(x)); dx = y (dout - sum(dout y))."""
-    return x.softmax(axis)
+def softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """``x.softmax(axis)`` (or ``dim``, default -1): exp(x) / sum(exp(x));
+    dx = y (dout - sum(dout y))."""
+    return x.softmax(axis, dim=dim)
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """``x.log_softmax(axis)``: x - logsumexp(x); dx = dout - softmax(x) sum(dout)."""
-    return x.log_softmax(axis)
+def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """``x.log_softmax(axis)`` (or ``dim``, default -1): x - logsumexp(x);
+    dx = dout - softmax(x) sum(dout)."""
+    return x.log_softmax(axis, dim=dim)
 
 
 def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
-                  reduction: str = "mean") -> Tensor:
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits (N, C) or (N, C, d...) against integer targets (N) or (N, d...),
     as in PyTorch: ``mean`` averages over the targets that are not ``ignore_index``.
 
     d loss_i / d logits_i = softmax(logits_i) - onehot(target_i) (zero for ignored targets).
+    With ``label_smoothing`` = s the target is (1 - s) onehot + s / C: the loss adds
+    s (mean over classes of -log_softmax - nll), and its gradient s (onehot - 1 / C).
 
     >>> from tinygrad_lm import Tensor
     >>> logits = Tensor([[0.0, 0.0], [0.0, 0.0]])
@@ -69,6 +73,8 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     targets = targets if isinstance(targets, Tensor) else Tensor(targets, device=logits.device)
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, not {targets.dtype}")
@@ -84,6 +90,10 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
         raise IndexError(f"cross_entropy: target {int(flat.data[bad][0])} is out of range for "
                          f"{classes} classes")
     losses = fused.CrossEntropy.apply(logits, flat, ignore_index=ignore_index)
+    if label_smoothing:
+        kept = Tensor._make(flat.data != ignore_index)
+        uniform = -logits.log_softmax(-1).mean(-1) * kept  # ignored targets add nothing
+        losses = losses * (1.0 - label_smoothing) + uniform * label_smoothing
     if reduction == "none":
         return losses.reshape(*targets.shape)
     if reduction == "sum":
@@ -100,14 +110,28 @@ def mse_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     2.5
     """
     diff = x - target
-    sq = diff * diff
+    return _reduce("mse_loss", diff * diff, reduction)
+
+
+def l1_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean (or sum, or none) of |x - target|; d/dx = sign(x - target) / n for the mean.
+
+    >>> from tinygrad_lm import Tensor
+    >>> l1_loss(Tensor([1.0, 3.0]), Tensor([0.0, 1.0])).item()
+    1.5
+    """
+    return _reduce("l1_loss", (x - target).abs(), reduction)
+
+
+def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
+    """The elementwise ``losses`` reduced as ``reduction`` says: "mean", "sum" or "none"."""
     if reduction == "mean":
-        return sq.mean()
+        return losses.mean()
     if reduction == "sum":
-        return sq.sum()
+        return losses.sum()
     if reduction == "none":
-        return sq
-    raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+        return losses
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -147,7 +171,7 @@ def embedding(idx: Any, weight: Tensor) -> Tensor:
     idx = idx if isinstance(idx, Tensor) else Tensor(idx, device=weight.device)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, not {idx.dtype}")
-    if idx.size and (int(idx.data.min()) < 0 or int(idx.data.max()) >= weight.shape[0]):
+    if idx.numel() and (int(idx.data.min()) < 0 or int(idx.data.max()) >= weight.shape[0]):
         raise IndexError(f"embedding: index out of range for {weight.shape[0]} embeddings "
                          f"(got min {int(idx.data.min())}, max {int(idx.data.max())})")
     return fused.Embedding.apply(weight, idx.data, num_embeddings=weight.shape[0])

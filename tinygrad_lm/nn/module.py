@@ -13,13 +13,21 @@ from ..tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A Tensor that a Module trains: ``requires_grad`` is on by default."""
+    """A Tensor that a Module trains: ``requires_grad`` is on by default. Made from a Tensor,
+    it shares that tensor's memory (as in PyTorch); other data is copied.
+
+    >>> t = Tensor([1.0]); p = Parameter(t); p.data is t.data
+    True
+    """
 
     __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        super().__init__(data.data if isinstance(data, Tensor) else data,
-                         requires_grad=requires_grad)
+        if isinstance(data, Tensor):
+            self._adopt(data.data, requires_grad)
+            self._version = data._counter()
+        else:
+            super().__init__(data, requires_grad=requires_grad)
 
 
 class Module:
@@ -117,14 +125,14 @@ class Module:
     def parameters(self) -> Iterator[Parameter]:
         """The parameters of ``named_parameters``, without names (what an optimizer takes).
 
-        >>> sum(p.size for p in Sequential(Module(), Module()).parameters())
+        >>> sum(p.numel() for p in Sequential(Module(), Module()).parameters())
         0
         """
         return (p for _, p in self.named_parameters())
 
     def num_parameters(self) -> int:
         """The number of trainable values (shared parameters counted once)."""
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ modes and devices
 

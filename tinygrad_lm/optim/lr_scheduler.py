@@ -32,6 +32,15 @@ class LRScheduler:
         self.last_step += 1
         self._apply()
 
+    def __repr__(self) -> str:
+        settings = self.extra_repr()
+        return (f"{type(self).__name__}({settings}{', ' if settings else ''}"
+                f"last_step={self.last_step}, lr={self.get_last_lr()})")
+
+    def extra_repr(self) -> str:
+        """The schedule's own settings, for ``repr``."""
+        return ""
+
     def get_last_lr(self) -> list[float]:
         """The current lr of every parameter group."""
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -57,6 +66,9 @@ class LambdaLR(LRScheduler):
     def lr_at(self, base_lr: float, step: int) -> float:
         return base_lr * self.fn(step)
 
+    def extra_repr(self) -> str:
+        return f"fn={getattr(self.fn, '__name__', self.fn)}"
+
 
 class CosineWarmup(LRScheduler):
     """Linear warm-up from 0 to base_lr over ``warmup`` steps, cosine decay to ``min_lr`` at
@@ -67,6 +79,8 @@ class CosineWarmup(LRScheduler):
     >>> sched = CosineWarmup(SGD([Tensor([0.0], requires_grad=True)], lr=1.0), 1, 3, 0.0)
     >>> [round(sched.lr_at(1.0, s), 4) for s in range(5)]
     [0.5, 1.0, 0.5, 0.0, 0.0]
+    >>> sched
+    CosineWarmup(warmup=1, max_iters=3, min_lr=0.0, last_step=0, lr=[0.5])
     """
 
     def __init__(self, optimizer: Optimizer, warmup: int, max_iters: int, min_lr: float) -> None:
@@ -83,3 +97,6 @@ class CosineWarmup(LRScheduler):
             return self.min_lr
         progress = (step - self.warmup) / max(1, self.max_iters - self.warmup)
         return self.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (base_lr - self.min_lr)
+
+    def extra_repr(self) -> str:
+        return f"warmup={self.warmup}, max_iters={self.max_iters}, min_lr={self.min_lr}"

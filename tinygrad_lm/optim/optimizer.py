@@ -9,7 +9,21 @@ from ..tensor import Tensor
 
 class Optimizer:
     """Holds parameter groups (dicts with ``params`` and hyperparameters) and per-parameter
-    state; subclasses implement ``step``. Updates happen in place on ``p.data``."""
+    state; subclasses implement ``step``. Updates happen in place on ``p.data``. Parameters
+    without a gradient (``requires_grad=False``, or unused) are skipped, as in PyTorch.
+
+    >>> from tinygrad_lm import Tensor
+    >>> from tinygrad_lm.optim import SGD
+    >>> SGD([Tensor([1.0], requires_grad=True)], lr=0.1)
+    SGD (
+    Parameter Group 0
+        dampening: 0.0
+        lr: 0.1
+        momentum: 0.0
+        nesterov: False
+        weight_decay: 0.0
+    )
+    """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         params = list(params)
@@ -28,9 +42,9 @@ class Optimizer:
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise ValueError(f"{type(self).__name__}: every parameter must be a Tensor that "
-                                 "requires grad")
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__}: every parameter must be a Tensor, not "
+                                f"{type(p).__name__}")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]):
             raise ValueError(f"{type(self).__name__}: a parameter appears in two groups")
@@ -45,6 +59,13 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
         if group.get("weight_decay", 0) < 0:
             raise ValueError(f"{type(self).__name__}: invalid weight_decay {group['weight_decay']}")
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
+        return "\n".join(lines + [")"])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to None, or to zeros if ``set_to_none`` is False)."""
