@@ -222,14 +222,17 @@ def test_gelu_gradient_at_and_near_zero(dtype: Any, rtol: float, atol: float) ->
 
 
 @pytest.mark.parametrize("setting", ["fast", "reference"])
-def test_cross_entropy_with_every_target_ignored_has_zero_gradients(setting: str) -> None:
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cross_entropy_with_every_target_ignored_has_zero_gradients(
+        setting: str, label_smoothing: float) -> None:
     """As in PyTorch: the mean over no targets is NaN, but the gradient is zero, so a
     padding-only batch cannot poison the parameters."""
     before = tl.get_kernels()
     tl.set_kernels(setting)
     try:
         logits = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
-        loss = tl.nn.functional.cross_entropy(logits, [-100, -100, -100])
+        loss = tl.nn.functional.cross_entropy(logits, [-100, -100, -100],
+                                              label_smoothing=label_smoothing)
         loss.backward()
     finally:
         tl.set_kernels(before)

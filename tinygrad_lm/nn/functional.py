@@ -99,7 +99,9 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
     if reduction == "sum":
         return losses.sum()
     count = int((flat.data != ignore_index).sum())
-    return losses.sum() * (1.0 / count if count else math.nan)
+    if count == 0:  # as in PyTorch: the mean over no targets is NaN, its gradient zero
+        return losses.sum() * 0.0 + math.nan
+    return losses.sum() * (1.0 / count)
 
 
 def mse_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
