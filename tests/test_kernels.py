@@ -143,3 +143,25 @@ print(kernels.for_array(x.data) is reference, len(caught), caught[0].message)
     out = _python(code, TINYGRAD_LM_KERNELS="fast")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("True 1 tinygrad_lm: the compiled CPU kernels need Numba")
+
+
+def test_big_kernels_from_two_threads_at_once_do_not_abort() -> None:
+    """Numba's workqueue pool serves one caller at a time; a second thread runs serially."""
+    import threading
+
+    x = np.random.default_rng(0).standard_normal(cpu.PARALLEL_MIN_ELEMENTS + 7).astype(np.float32)
+    expected = cpu.gelu(x, "none")
+    results: list[Any] = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append(cpu.gelu(x, "none"))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 10
+    for r in results:
+        np.testing.assert_array_equal(r, expected)

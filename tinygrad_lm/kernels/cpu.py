@@ -22,6 +22,7 @@ Float64 (gradient checks) takes libm's ``exp``/``erf``: exact, not fast.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Callable
 
 import numba
@@ -56,8 +57,20 @@ def _serial_and_parallel(fn: Callable[..., Any]) -> tuple[Any, Any]:
     return njit(**_OPTIONS)(fn), njit(parallel=True, **_OPTIONS)(fn)
 
 
-def _pick(variants: tuple[Any, Any], elements: int) -> Any:
-    return variants[1] if elements >= PARALLEL_MIN_ELEMENTS else variants[0]
+_PARALLEL_LOCK = threading.Lock()
+"""Held while a parallel variant runs: Numba's workqueue pool serves one caller at a time
+(a second thread entering it aborts the process), so a second caller runs serially."""
+
+
+def _run(variants: tuple[Any, Any], elements: int, *args: Any) -> Any:
+    """The serial variant of a kernel, or for ``elements`` >= PARALLEL_MIN_ELEMENTS the
+    parallel one, unless another thread is using Numba's pool."""
+    if elements >= PARALLEL_MIN_ELEMENTS and _PARALLEL_LOCK.acquire(blocking=False):
+        try:
+            return variants[1](*args)
+        finally:
+            _PARALLEL_LOCK.release()
+    return variants[0](*args)
 
 
 # ----------------------------------------------------------------------------- scalar math
@@ -169,7 +182,7 @@ def gelu(x: Any, approximate: str) -> Any:
     """reference.gelu in one pass."""
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
-    _pick(_GELU, flat.size)(flat, y, approximate == "tanh")
+    _run(_GELU, flat.size, flat, y, approximate == "tanh")
     return y.reshape(x.shape)
 
 
@@ -177,7 +190,7 @@ def gelu_backward(x: Any, dout: Any, approximate: str) -> Any:
     """reference.gelu_backward in one pass, Phi(x) (or tanh u) recomputed from x."""
     flat = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat)
-    _pick(_GELU_BACKWARD, flat.size)(flat, np.ascontiguousarray(dout, x.dtype).reshape(-1),
+    _run(_GELU_BACKWARD, flat.size, flat, np.ascontiguousarray(dout, x.dtype).reshape(-1),
                                      dx, approximate == "tanh")
     return dx.reshape(x.shape)
 
@@ -241,7 +254,7 @@ def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, An
     y = np.empty_like(x)
     mean = np.empty((rows, 1), x.dtype)
     rstd = np.empty((rows, 1), x.dtype)
-    _pick(_LAYER_NORM, x.size)(x, _ones_if_none(weight, width, x.dtype, 1.0),
+    _run(_LAYER_NORM, x.size, x, _ones_if_none(weight, width, x.dtype, 1.0),
                                _ones_if_none(bias, width, x.dtype, 0.0), eps, y, mean, rstd)
     return y, mean, rstd
 
@@ -255,7 +268,7 @@ def layer_norm_backward(dout: Any, x: Any, mean: Any, rstd: Any,
     dx = np.empty_like(x)
     dw = np.zeros((chunks, width), x.dtype)
     db = np.zeros((chunks, width), x.dtype)
-    _pick(_LAYER_NORM_BACKWARD, x.size)(np.ascontiguousarray(dout, x.dtype), x, mean, rstd,
+    _run(_LAYER_NORM_BACKWARD, x.size, np.ascontiguousarray(dout, x.dtype), x, mean, rstd,
                                         _ones_if_none(weight, width, x.dtype, 1.0), dx, dw, db)
     return dx, _sum_chunks(dw), _sum_chunks(db)
 
@@ -319,7 +332,7 @@ def _softmax_like(x: Any, axis: int, log: bool) -> Any:
     if rows is None:
         return (reference.log_softmax if log else reference.softmax)(x, axis)
     y = np.empty_like(rows)
-    _pick(_SOFTMAX, rows.size)(rows, y, log)
+    _run(_SOFTMAX, rows.size, rows, y, log)
     return y.reshape(x.shape)
 
 
@@ -329,7 +342,7 @@ def _softmax_like_backward(y: Any, dout: Any, axis: int, log: bool) -> Any:
         return (reference.log_softmax_backward if log else reference.softmax_backward)(
             y, dout, axis)
     dx = np.empty_like(rows)
-    _pick(_SOFTMAX_BACKWARD, rows.size)(rows, np.ascontiguousarray(dout, y.dtype).reshape(
+    _run(_SOFTMAX_BACKWARD, rows.size, rows, np.ascontiguousarray(dout, y.dtype).reshape(
         rows.shape), dx, log)
     return dx.reshape(y.shape)
 
@@ -398,7 +411,7 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[Any, An
     z = np.ascontiguousarray(logits)
     losses = np.empty(z.shape[0], z.dtype)
     log_norm = np.empty(z.shape[0], z.dtype)
-    _pick(_CROSS_ENTROPY, z.size)(z, targets.astype(np.int64, copy=False), ignore_index,
+    _run(_CROSS_ENTROPY, z.size, z, targets.astype(np.int64, copy=False), ignore_index,
                                   losses, log_norm)
     return losses, log_norm
 
@@ -408,7 +421,7 @@ def cross_entropy_backward(logits: Any, log_norm: Any, targets: Any, ignore_inde
     """reference.cross_entropy_backward, one row per iteration."""
     z = np.ascontiguousarray(logits)
     dz = np.empty_like(z)
-    _pick(_CROSS_ENTROPY_BACKWARD, z.size)(z, log_norm, targets.astype(np.int64, copy=False),
+    _run(_CROSS_ENTROPY_BACKWARD, z.size, z, log_norm, targets.astype(np.int64, copy=False),
                                            ignore_index, np.ascontiguousarray(dout, z.dtype),
                                            dz)
     return dz
@@ -474,6 +487,16 @@ _NONE_2D = {dt: np.zeros((0, 0), dt) for dt in (np.float32, np.float64)}
 _NONE_3D = {dt: np.zeros((0, 0, 0), dt) for dt in (np.float32, np.float64)}
 
 
+def _mask_or_none(mask: Any, dtype: Any) -> Any:
+    """The (L, S) mask, or an empty array that the passes read as "no mask"."""
+    return _NONE_2D[dtype.type] if mask is None else np.ascontiguousarray(mask, dtype)
+
+
+def _keep_or_none(keep: Any, dtype: Any) -> Any:
+    """The dropout keep-mask as (heads, L, S), or an empty array: "no dropout"."""
+    return _NONE_3D[dtype.type] if keep is None else _as_heads(np.ascontiguousarray(keep, dtype))
+
+
 def _fits_kernels(q: Any, mask: Any, keep: Any) -> bool:
     """The compiled passes take float32/64 scores, a (L, S) mask and a scores-shaped keep."""
     return (q.dtype.type in _NONE_2D and q.ndim >= 2 and q.shape[-2] > 0
@@ -491,14 +514,11 @@ def attention(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any, out: A
     them in one pass over the scores."""
     if not _fits_kernels(q, mask, keep):
         return reference.attention(q, k, v, mask, scale, keep, out)
-    dt = q.dtype.type
     scores = np.matmul(q, np.swapaxes(k, -1, -2))  # a fresh (..., L, S) array
     heads = _as_heads(scores)
     log_sum_exp = np.empty(scores.shape[:-1] + (1,), q.dtype)
-    _pick(_ATTENTION_WEIGHTS, scores.size)(
-        heads, _NONE_2D[dt] if mask is None else np.ascontiguousarray(mask, q.dtype), scale,
-        _NONE_3D[dt] if keep is None else _as_heads(np.ascontiguousarray(keep, q.dtype)),
-        log_sum_exp.reshape(heads.shape[:2]))
+    _run(_ATTENTION_WEIGHTS, scores.size, heads, _mask_or_none(mask, q.dtype), scale,
+         _keep_or_none(keep, q.dtype), log_sum_exp.reshape(heads.shape[:2]))
     np.matmul(scores, v, out=out)
     return log_sum_exp
 
@@ -512,19 +532,15 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
         reference.attention_backward(q, k, v, mask, scale, keep, log_sum_exp, out, dout,
                                      dq, dk, dv)
         return
-    dt = q.dtype.type
-    keep_heads = _NONE_3D[dt] if keep is None else _as_heads(np.ascontiguousarray(keep, q.dtype))
     weights = np.matmul(q, np.swapaxes(k, -1, -2))
-    _pick(_ATTENTION_RECOMPUTE, weights.size)(
-        _as_heads(weights), _NONE_2D[dt] if mask is None else np.ascontiguousarray(mask, q.dtype),
-        scale, np.ascontiguousarray(log_sum_exp).reshape(-1, weights.shape[-2]))
+    _run(_ATTENTION_RECOMPUTE, weights.size, _as_heads(weights), _mask_or_none(mask, q.dtype),
+         scale, np.ascontiguousarray(log_sum_exp).reshape(-1, weights.shape[-2]))
     dropped = weights if keep is None else weights * keep
     np.matmul(np.swapaxes(dropped, -1, -2), dout, out=dv)
     dscores = np.matmul(dout, np.swapaxes(v, -1, -2))
-    _pick(_ATTENTION_DSCORES, weights.size)(
-        _as_heads(weights), _as_heads(dscores), keep_heads,
-        _as_heads(np.ascontiguousarray(dout, q.dtype)), _as_heads(np.ascontiguousarray(out)),
-        scale)
+    _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores),
+         _keep_or_none(keep, q.dtype), _as_heads(np.ascontiguousarray(dout, q.dtype)),
+         _as_heads(np.ascontiguousarray(out)), scale)
     np.matmul(dscores, k, out=dq)
     np.matmul(np.swapaxes(dscores, -1, -2), q, out=dk)
 
@@ -573,10 +589,10 @@ def adam_step(param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, be
                             step)
         return
     l2, decay = (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
-    _pick(_ADAM, param.size)(
-        param.reshape(-1), np.ascontiguousarray(grad, param.dtype).reshape(-1), m.reshape(-1),
-        v.reshape(-1), l2, decay, beta1, beta2, lr / (1 - beta1 ** step),
-        1 / math.sqrt(1 - beta2 ** step), eps)
+    _run(_ADAM, param.size, param.reshape(-1),
+         np.ascontiguousarray(grad, param.dtype).reshape(-1), m.reshape(-1), v.reshape(-1),
+         l2, decay, beta1, beta2, lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step),
+         eps)
 
 
 def _sum_of_squares_loop(a, partials):  # noqa: ANN001, ANN202
@@ -596,7 +612,7 @@ def sum_of_squares(a: Any) -> Any:
     """reference.sum_of_squares, summed in float64 per chunk."""
     flat = np.ascontiguousarray(a).reshape(-1)
     partials = np.zeros(SUM_CHUNKS, np.float64)
-    _pick(_SUM_OF_SQUARES, flat.size)(flat, partials)
+    _run(_SUM_OF_SQUARES, flat.size, flat, partials)
     return a.dtype.type(partials.sum())
 
 
@@ -618,7 +634,7 @@ def bias_backward(dout: Any) -> Any:
     """reference.bias_backward, summed per chunk of rows."""
     rows = np.ascontiguousarray(dout)
     partials = np.zeros((max(1, min(SUM_CHUNKS, rows.shape[0])), rows.shape[1]), rows.dtype)
-    _pick(_COLUMN_SUMS, rows.size)(rows, partials)
+    _run(_COLUMN_SUMS, rows.size, rows, partials)
     return _sum_chunks(partials)
 
 
