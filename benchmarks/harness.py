@@ -26,7 +26,7 @@ import io
 import json
 import pstats
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,7 +34,7 @@ import numpy as np
 
 import tinygrad_lm
 from benchmarks import machine
-from benchmarks.machine import ROOT, blas_threads
+from benchmarks.machine import blas_threads
 from benchmarks.timing import (QUICK, Candidate, Settings, Timing, _no_sync,  # noqa: F401
                                ratio, time_fn, time_interleaved)  # (re-exported for scripts)
 from benchmarks.workers import torch_installed
