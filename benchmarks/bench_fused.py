@@ -17,6 +17,7 @@ same inputs must give the same numbers (``check diff``, a relative difference).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not devices:
         return 2
     configs = args.config or (["tiny"] if args.quick else ["tiny", "baby", "small"])
-    env: dict[str, Any] = {**machine.machine(), "workers": {}}
+    env: dict[str, Any] = {**machine.machine(), "pid": os.getpid(), "workers": {}}
     rows: list[dict[str, Any]] = []
     for device in devices:
         with workers.start_workers(device, KERNELS, torch=workers.torch_installed()) as pool:
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         harness.write_json(args.json, {
             "benchmark": "fused", "environment": env,
-            "settings": {**vars(settings), "quick": args.quick, "devices": devices},
+            "settings": {**workers.describe(settings), "quick": args.quick, "devices": devices},
             "configs": {name: shapes.CONFIGS[name] for name in configs}, "vocab": shapes.VOCAB,
             "goal": {"ratio": GOAL_RATIO, "configs": list(GOAL_CONFIGS)},
             "rows": rows, "skipped": [{"device": d, "reason": r} for d, r in skipped.items()],

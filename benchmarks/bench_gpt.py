@@ -21,6 +21,7 @@ its own); ``--contention N`` keeps N CPU-bound processes busy while the configs 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import nullcontext
 from dataclasses import replace
@@ -30,7 +31,7 @@ from typing import Any, Mapping, Sequence
 if __package__ in (None, ""):  # run as `python benchmarks/bench_gpt.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import harness, shapes, workers  # noqa: E402
+from benchmarks import harness, machine, shapes, workers  # noqa: E402
 from benchmarks.contention import busy_processes  # noqa: E402
 from benchmarks.shapes import CONFIGS, VOCAB, flops_per_step  # noqa: E402
 from benchmarks.timing import Settings  # noqa: E402
@@ -38,7 +39,6 @@ from benchmarks.timing import Settings  # noqa: E402
 GOALS = {"tiny": 1.25, "baby": 0.75, "small": 0.75}  # tinygrad_lm / torch step time
 SGEMM_N = {"cpu": 2048, "cuda": 8192}
 QUICK_SGEMM_N = 512
-MEMORY_STEPS = 3
 
 
 def default_configs(device: str, quick: bool) -> list[str]:
@@ -87,11 +87,12 @@ def measure_config(pool: Mapping[str, workers.Worker], name: str,
     return row
 
 
-def peak_memory(spec: workers.WorkerSpec, name: str) -> int:
-    """Peak memory (bytes) of ``MEMORY_STEPS`` training steps in a fresh worker."""
-    worker = workers.Worker(spec.library, spec)
+def peak_memory(name: str, spec: workers.WorkerSpec, config: str) -> int:
+    """Peak memory (bytes) of a fresh worker that has set up the train step of ``config``:
+    built the model and run three steps (the calibration's; no warm-up asked)."""
+    worker = workers.Worker(f"{name} (memory)", spec)
     try:
-        worker.ask("setup", task="gpt_step", args={"config": name}, warmup=MEMORY_STEPS,
+        worker.ask("setup", task="gpt_step", args={"config": config}, warmup=0,
                    target_s=0.0, max_number=1)
         return int(worker.ask("memory")["peak_bytes"])
     finally:
@@ -120,7 +121,7 @@ def add_memory(rows: list[dict[str, Any]], device: str, kernels: Sequence[str],
         specs["torch"] = workers.WorkerSpec("torch", device, threads=threads)
     for row in rows:
         for lib, spec in specs.items():
-            row[lib]["peak_bytes"] = peak_memory(spec, row["config"])
+            row[lib]["peak_bytes"] = peak_memory(lib, spec, row["config"])
 
 
 def report(rows: Sequence[dict[str, Any]], peak: Mapping[str, Mapping[str, Any]]) -> str:
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not devices:
         return 2
     kernels = list(dict.fromkeys(args.kernels))
-    env: dict[str, Any] = {**harness.machine.machine(), "workers": {}}
+    env: dict[str, Any] = {**machine.machine(), "pid": os.getpid(), "workers": {}}
     peak, rows, busy = {}, [], []
     for device in devices:
         run = run_device(device, args.config or default_configs(device, args.quick), kernels,
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         harness.write_json(args.json, {
             "benchmark": "gpt", "environment": env,
-            "settings": {**vars(settings), "quick": args.quick, "kernels": kernels},
+            "settings": {**workers.describe(settings), "quick": args.quick, "kernels": kernels},
             "contention": {"processes": args.contention, "pids": busy},
             "sgemm_gflops": peak, "rows": rows, "goals": GOALS,
             "skipped": [{"device": d, "reason": r} for d, r in skipped.items()]})

@@ -145,7 +145,8 @@ def _model_op(device: str, name: str, config: str, sync: Callable[[], None]) -> 
         p.grad = tl.Tensor(rng.standard_normal(p.shape, dtype=np.float32), device=device)
     info = {"parameters": model.num_parameters(non_embedding=False)}
     if name == "adamw":
-        return Task(Candidate(configure_optimizer(model, TrainConfig(**shapes.ADAMW)).step, sync), info=info)
+        optimizer = configure_optimizer(model, TrainConfig(**shapes.ADAMW))
+        return Task(Candidate(optimizer.step, sync), info=info)
     return Task(Candidate(lambda: clip_grad_norm_(params, shapes.MAX_NORM), sync), info=info)
 
 

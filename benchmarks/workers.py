@@ -9,11 +9,12 @@ it. So each library (and each kernel setting of tinygrad_lm) gets a worker proce
 imports NumPy and then only its own library (``benchmarks/tasks_tinygrad.py`` or
 ``benchmarks/tasks_torch.py``), builds the work once, warms it up, and then, on request,
 times a few samples and sends the times back. The parent alternates its requests between
-the workers (A, B, A, B, ..., the order reversed every round so that neither drift nor
-order favours anyone), so machine drift hits every library alike. Only one worker computes
-at a time: the others are blocked reading their pipe, asleep. A worker's turn begins with
-``settle_s`` of untimed calls, long enough for the previous worker's pools to stop spinning
-(and for its own to wake), and then takes several samples in a row (``Settings.threaded``).
+the workers (A, B | B, A | A, B: ``ROUNDS`` rounds, the order reversed every round so that
+neither drift nor order favours anyone), so machine drift hits every library alike. Only
+one worker computes at a time: the others are blocked reading their pipe, asleep. A
+worker's turn begins with ``settle_s`` of untimed calls, long enough for the previous
+worker's pools to stop spinning (and for its own to wake), and then takes its share of the
+samples in a row.
 
 The protocol: one JSON object per line. The parent writes to the worker's stdin; the
 worker answers on a copy of its stdout, and points its own stdout at stderr, so a stray
@@ -40,6 +41,7 @@ import gc
 import importlib
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -51,6 +53,9 @@ from benchmarks.machine import ROOT
 from benchmarks.timing import Settings, Task, Timing, calibrate, sample, settle, warm_up
 
 TASK_MODULES = {"tinygrad_lm": "benchmarks.tasks_tinygrad", "torch": "benchmarks.tasks_torch"}
+ROUNDS = 3
+"""Rounds of turns per measurement: enough for drift to reach every worker, few enough that
+the settling (``Settings.threaded().settle_s`` per turn) stays a small part of the run."""
 WATCHED_MODULES = ("numpy", "numba", "cupy", "tinygrad_lm", "torch")
 """The modules whose import order a worker reports (sys.modules keeps insertion order)."""
 
@@ -166,19 +171,27 @@ def setup(workers: Mapping[str, Worker], task: str, args: Mapping[str, Any],
 def alternate(workers: Mapping[str, Worker], task: str, args: Mapping[str, Any],
               settings: Settings) -> tuple[dict[str, Timing], dict[str, dict[str, Any]]]:
     """Time ``task`` in every worker, taking turns: returns a Timing per worker and each
-    worker's setup answer. Each round gives every worker one turn of ``block`` samples after
-    ``settle_s`` of untimed calls (``settings.threaded()``), the order reversed every round."""
+    worker's setup answer. The ``settings.repeat`` samples are taken in ``ROUNDS`` rounds;
+    in each, every worker has one turn (``settle_s`` of untimed calls, then its samples),
+    the order reversed every round."""
     setups = setup(workers, task, args, settings)
-    turns = settings.threaded()
+    block = math.ceil(settings.repeat / ROUNDS)
+    settle_s = settings.threaded().settle_s
     samples: dict[str, list[float]] = {name: [] for name in workers}
     names = list(workers)
-    for start in range(0, turns.repeat, turns.block):
-        count = min(turns.block, turns.repeat - start)
-        for name in names if start // turns.block % 2 == 0 else reversed(names):
+    for start in range(0, settings.repeat, block):
+        count = min(block, settings.repeat - start)
+        for name in names if start // block % 2 == 0 else reversed(names):
             samples[name] += workers[name].ask("turn", samples=count,
-                                               settle_s=turns.settle_s)["samples"]
+                                               settle_s=settle_s)["samples"]
     timings = {name: Timing(samples[name], setups[name]["number"]) for name in names}
     return timings, setups
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """How ``alternate`` measures with ``settings``, for the JSON."""
+    return {"warmup": settings.warmup, "repeat": settings.repeat, "target_s": settings.target_s,
+            "rounds": ROUNDS, "settle_s": settings.threaded().settle_s}
 
 
 def check_difference(setups: Mapping[str, Mapping[str, Any]]) -> float | None:

@@ -318,9 +318,9 @@ def test_alternate_takes_turns_reversed_every_round() -> None:
 
     log: list[str] = []
     pool = {name: _FakeWorker(name, log) for name in "abc"}
-    timings, setups = workers.alternate(pool, "op", {}, Settings(repeat=12))
-    assert log == list("abc") + list("cba") + list("abc")  # turns of 5, 5 and the last 2
-    assert all(len(t.samples) == 12 and t.number == 3 for t in timings.values())
+    timings, setups = workers.alternate(pool, "op", {}, Settings(repeat=7))
+    assert log == list("abc") + list("cba") + list("abc")  # 3 rounds: turns of 3, 3 and 1
+    assert all(len(t.samples) == 7 and t.number == 3 for t in timings.values())
     assert workers.check_difference(setups) == 0.0
 
 
@@ -382,3 +382,10 @@ def test_shapes_match_the_model_and_the_trainer() -> None:
     assert shapes.op_shapes("attention", "tiny") == [[B, c["n_head"], T, C // c["n_head"]]] * 3
     arrays, dout = shapes.op_inputs("cross_entropy", "tiny")
     assert dout is None and arrays[1].max() < shapes.VOCAB
+
+
+def test_peak_memory_comes_from_a_fresh_worker() -> None:
+    from benchmarks import bench_gpt, workers
+
+    spec = workers.WorkerSpec("tinygrad_lm")
+    assert 10 * 2**20 < bench_gpt.peak_memory("tinygrad_lm", spec, "tiny") < 2**32
