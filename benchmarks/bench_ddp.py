@@ -24,16 +24,16 @@ from typing import Any  # noqa: E402
 
 import tinygrad_lm as tl  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.bench_gpt import CONFIGS, batch, model_config  # noqa: E402
+from benchmarks.shapes import CONFIGS, batch, model_kwargs  # noqa: E402
 from tinygrad_lm import distributed  # noqa: E402
-from tinygrad_lm.models import GPT  # noqa: E402
+from tinygrad_lm.models import GPT, GPTConfig  # noqa: E402
 from tinygrad_lm.train import TrainConfig, configure_optimizer  # noqa: E402
 
 
 def measure(name: str, steps: int, group: distributed.ProcessGroup) -> dict[str, Any]:
     """Median step time and all-reduce time of ``steps`` data-parallel steps (after 2 warm-ups)."""
     tl.manual_seed(0)
-    model = distributed.DistributedDataParallel(GPT(model_config(name)), group)
+    model = distributed.DistributedDataParallel(GPT(GPTConfig(**model_kwargs(name))), group)
     optimizer = configure_optimizer(model.module, TrainConfig())
     x, y = batch(name)
     x, y = tl.Tensor(x), tl.Tensor(y)

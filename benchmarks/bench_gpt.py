@@ -1,67 +1,54 @@
 """The GPT training step: tinygrad_lm against the same model in PyTorch eager.
 
-For each config, on each device, in one process and alternating between the libraries:
+For each config, on each device, each library in its own worker process, the workers
+taking turns (benchmarks/workers.py says how and why):
 
 - train step: forward + loss + backward + AdamW step (the work of one iteration of `train`);
 - forward only (no graph: ``no_grad`` / ``torch.no_grad``);
 - tokens/s, matmul GFLOP/s (6 per matmul weight + 12 L T C per token, over the whole step)
-  and that as a share of the sgemm peak measured on the spot (the fastest library's);
-- peak memory: each library runs a few steps in a fresh child process, which reports its
-  peak resident set size (CPU) or peak pool bytes (GPU).
+  and that as a share of the sgemm peak measured on the spot (NumPy's, in the tinygrad_lm
+  worker, and PyTorch's: the share is of the faster);
+- peak memory: each library runs a few steps in a fresh worker, which reports its peak
+  resident set size (CPU) or peak pool bytes (GPU).
 
-    python -m benchmarks.bench_gpt [--config tiny baby small] [--device cpu cuda] [--json PATH]
+``--kernels fast reference`` also times tinygrad_lm with its reference kernels (a worker of
+its own); ``--contention N`` keeps N CPU-bound processes busy while the configs are timed
+(the contention run: ``--config baby --contention 2``).
+
+    python -m benchmarks.bench_gpt [--config tiny baby small] [--device cpu cuda]
+                                   [--kernels fast reference] [--contention N] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
+import os
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 if __package__ in (None, ""):  # run as `python benchmarks/bench_gpt.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tinygrad_lm as tl  # noqa: E402  (before NumPy: see tinygrad_lm/parallel.py)
-import numpy as np  # noqa: E402
-from benchmarks import harness  # noqa: E402
-from benchmarks.harness import Candidate, Settings  # noqa: E402
-from tinygrad_lm import backend  # noqa: E402
-from tinygrad_lm.models import GPT, GPTConfig  # noqa: E402
-from tinygrad_lm.train import TrainConfig, configure_optimizer  # noqa: E402
+from benchmarks import harness, machine, shapes, workers  # noqa: E402
+from benchmarks.contention import busy_processes  # noqa: E402
+from benchmarks.shapes import CONFIGS, VOCAB, flops_per_step  # noqa: E402
+from benchmarks.timing import Settings  # noqa: E402
 
-CONFIGS: dict[str, dict[str, int]] = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=8),
-    "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
-    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64),
-    "medium": dict(n_layer=12, n_head=12, n_embd=768, block_size=512, batch_size=16),  # GPU
-}
-VOCAB = 65
 GOALS = {"tiny": 1.25, "baby": 0.75, "small": 0.75}  # tinygrad_lm / torch step time
+SGEMM_N = {"cpu": 2048, "cuda": 8192}
+QUICK_SGEMM_N = 512
 
 
-def model_config(name: str) -> GPTConfig:
-    c = CONFIGS[name]
-    return GPTConfig(block_size=c["block_size"], vocab_size=VOCAB, n_layer=c["n_layer"],
-                     n_head=c["n_head"], n_embd=c["n_embd"], dropout=0.0)
+def default_configs(device: str, quick: bool) -> list[str]:
+    """tiny with --quick; else tiny, baby and small, and medium on a GPU."""
+    if quick:
+        return ["tiny"]
+    return ["tiny", "baby", "small"] + (["medium"] if device.startswith("cuda") else [])
 
 
-def flops_per_step(name: str) -> float:
-    """Matmul FLOPs of one training step: 6 per matmul weight per token (forward 2,
-    backward 4) plus attention's 12 L T C per token (scores and weighted sum, forward and
-    backward). The position embedding, norms and biases take part in no matmul, so they are
-    left out (nanoGPT leaves the position embedding out of its 6N too)."""
-    c, cfg = CONFIGS[name], model_config(name)
-    weights = sum(int(np.prod(p.shape)) for key, p in GPT(cfg).named_parameters()
-                  if len(p.shape) == 2 and key != "transformer.wpe.weight")
-    tokens = c["batch_size"] * c["block_size"]
-    return tokens * (6 * weights + 12 * c["n_layer"] * c["block_size"] * c["n_embd"])
-
-
-def sgemm_peak(gemm: dict[str, Any]) -> tuple[float, str]:
+def sgemm_peak(gemm: Mapping[str, Any]) -> tuple[float, str]:
     """The device's matmul ceiling: the fastest sgemm any library reached in this run, and
     which library that was. Every library's share is of this one ceiling (a library's own
     sgemm would let a faster BLAS show more than 100%)."""
@@ -69,154 +56,92 @@ def sgemm_peak(gemm: dict[str, Any]) -> tuple[float, str]:
     return gemm[library], library
 
 
-def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
-    c = CONFIGS[name]
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, VOCAB, (c["batch_size"], c["block_size"]))
-    return x, np.roll(x, -1, axis=1)
+def measure_sgemm(pool: Mapping[str, workers.Worker], n: int,
+                  settings: Settings) -> dict[str, Any]:
+    """GFLOP/s of an ``n`` x ``n`` float32 matmul: the array library's in the first
+    tinygrad_lm worker (``numpy`` or ``cupy``) and torch's, taking turns."""
+    first = next(iter(pool))
+    chosen = {name: w for name, w in pool.items() if name in (first, "torch")}
+    timings, _ = workers.alternate(chosen, "sgemm", {"n": n}, settings)
+    array_library = "numpy" if pool[first].hello["device"] == "cpu" else "cupy"
+    return {"n": n, **{("torch" if name == "torch" else array_library): 2 * n ** 3 / t.median / 1e9
+                       for name, t in timings.items()}}
 
 
-class Step:
-    """One training step and one forward pass of a model; subclasses build the model, the
-    optimizer, the batch and ``no_grad`` for their library."""
-
-    model: Any
-    optimizer: Any
-    x: Any
-    y: Any
-    no_grad: Any
-
-    def step(self) -> None:
-        _, loss = self.model(self.x, self.y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-
-    def forward(self) -> None:
-        with self.no_grad():
-            self.model(self.x, self.y)
-
-
-class TinygradStep(Step):
-    """tinygrad_lm's GPT with the optimizer of `train`."""
-
-    def __init__(self, name: str, device: str) -> None:
-        tl.manual_seed(0)
-        self.model = GPT(model_config(name)).to(device)
-        self.optimizer = configure_optimizer(self.model, TrainConfig())
-        x, y = batch(name)
-        self.x, self.y = tl.Tensor(x, device=device), tl.Tensor(y, device=device)
-        self.no_grad = tl.no_grad
-
-
-class TorchStep(Step):
-    """The same model in PyTorch eager (benchmarks/torch_gpt.py) with the same AdamW groups
-    (PyTorch's default init: the values do not change the time)."""
-
-    def __init__(self, name: str, device: str, torch: Any) -> None:
-        from benchmarks.torch_gpt import TorchGPT
-
-        torch.manual_seed(0)
-        self.model = TorchGPT(vars(model_config(name))).to(device)
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        other = [p for p in self.model.parameters() if p.ndim < 2]
-        t = TrainConfig()
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                            {"params": other, "weight_decay": 0.0}],
-                                           lr=t.lr, betas=(t.beta1, t.beta2))
-        x, y = batch(name)
-        self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        self.no_grad = torch.no_grad
-
-
-def peak_memory(library: str, name: str, device: str, steps: int = 3) -> float | None:
-    """Peak memory (bytes) of ``steps`` training steps in a fresh child process."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_gpt", "--measure-memory", library, name, device,
-           str(steps)]
-    out = subprocess.run(cmd, cwd=harness.ROOT, capture_output=True, text=True, timeout=3600)
-    if out.returncode != 0:
-        sys.stderr.write(f"memory measurement of {library} {name} failed:\n{out.stderr}\n")
-        return None
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"])
-
-
-def _measure_memory_child(library: str, name: str, device: str, steps: int) -> None:
-    torch = harness.import_torch() if library == "torch" else None
-    runner: Step = TorchStep(name, device, torch) if torch else TinygradStep(name, device)
-    for _ in range(steps):
-        runner.step()
-    if device.startswith("cuda"):
-        if torch:
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            peak = backend.get_device(device).xp.get_default_memory_pool().total_bytes()
-    else:
-        peak = _peak_rss()
-    print(json.dumps({"peak_bytes": peak}))
-
-
-def _peak_rss() -> int:
-    """This process's peak resident set size in bytes. VmHWM, unlike getrusage's ru_maxrss,
-    starts afresh at exec, so the parent's (torch-laden) high-water mark does not leak in."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def run_config(name: str, device: str, settings: Settings, memory: bool) -> dict[str, Any]:
-    torch = harness.import_torch()
-    tdev = harness.torch_device(torch, device)
-    ours = TinygradStep(name, device)
-    sync = harness.tinygrad_sync(device)
-    step_candidates = {"tinygrad_lm": Candidate(ours.step, sync)}
-    forward_candidates = {"tinygrad_lm": Candidate(ours.forward, sync)}
-    if tdev is not None:
-        theirs = TorchStep(name, tdev, torch)
-        tsync = harness.torch_sync(torch, tdev)
-        step_candidates["torch"] = Candidate(theirs.step, tsync)
-        forward_candidates["torch"] = Candidate(theirs.forward, tsync)
-    steps = harness.time_interleaved(step_candidates, settings.threaded())
-    forwards = harness.time_interleaved(forward_candidates, settings.threaded())
-    c = CONFIGS[name]
-    tokens = c["batch_size"] * c["block_size"]
+def measure_config(pool: Mapping[str, workers.Worker], name: str,
+                   settings: Settings) -> dict[str, Any]:
+    """The step and the forward pass of config ``name`` in every worker: one JSON row."""
+    steps, setups = workers.alternate(pool, "gpt_step", {"config": name}, settings)
+    forwards, _ = workers.alternate(pool, "gpt_forward", {"config": name}, settings)
     flops = flops_per_step(name)
-    row: dict[str, Any] = {"config": name, "device": device, **c, "vocab_size": VOCAB,
-                           "flops_per_step": flops}
-    for lib in step_candidates:
+    row: dict[str, Any] = {"config": name, "device": pool[next(iter(pool))].hello["device"],
+                           **CONFIGS[name], "vocab_size": VOCAB, "flops_per_step": flops}
+    for lib in pool:
         row[lib] = {"step": steps[lib].to_dict(), "forward": forwards[lib].to_dict(),
-                    "tokens_per_s": tokens / steps[lib].median,
-                    "gflops": flops / steps[lib].median / 1e9}
-        if memory:
-            row[lib]["peak_bytes"] = peak_memory(lib, name, device)
-    if "torch" in step_candidates:
-        row["step_ratio"] = harness.ratio(steps["tinygrad_lm"], steps["torch"])
-        row["forward_ratio"] = harness.ratio(forwards["tinygrad_lm"], forwards["torch"])
+                    "tokens_per_s": shapes.tokens(name) / steps[lib].median,
+                    "gflops": flops / steps[lib].median / 1e9,
+                    "parameters": setups[lib]["info"]["parameters"]}
+        if lib != "torch" and "torch" in pool:
+            row[lib]["step_ratio"] = harness.ratio(steps[lib], steps["torch"])
+            row[lib]["forward_ratio"] = harness.ratio(forwards[lib], forwards["torch"])
     return row
 
 
-def report(rows: list[dict[str, Any]], peak: dict[str, dict[str, Any]]) -> str:
-    headers = ["config", "device", "library", "step", "[min-max]", "forward", "tok/s", "GFLOP/s",
-               "% peak", "peak mem", "step ratio"]
+def peak_memory(name: str, spec: workers.WorkerSpec, config: str) -> int:
+    """Peak memory (bytes) of a fresh worker that has set up the train step of ``config``:
+    built the model and run three steps (the calibration's; no warm-up asked)."""
+    worker = workers.Worker(f"{name} (memory)", spec)
+    try:
+        worker.ask("setup", task="gpt_step", args={"config": config}, warmup=0,
+                   target_s=0.0, max_number=1)
+        return int(worker.ask("memory")["peak_bytes"])
+    finally:
+        worker.close()
+
+
+def run_device(device: str, configs: Sequence[str], kernels: Sequence[str], settings: Settings,
+               quick: bool, contention: int) -> dict[str, Any]:
+    """The sgemm peak, then every config (while ``contention`` busy processes run), on
+    ``device``: the workers' hellos, the sgemm figures, the rows and the busy pids."""
+    with workers.start_workers(device, kernels, torch=workers.torch_installed()) as pool:
+        gemm = measure_sgemm(pool, QUICK_SGEMM_N if quick else SGEMM_N[device.split(":")[0]],
+                             settings)
+        with busy_processes(contention) if contention else nullcontext([]) as pids:
+            rows = [measure_config(pool, name, settings) for name in configs]
+        return {"workers": {name: w.hello for name, w in pool.items()}, "sgemm": gemm,
+                "rows": rows, "busy_pids": pids}
+
+
+def add_memory(rows: list[dict[str, Any]], device: str, kernels: Sequence[str],
+               threads: int) -> None:
+    """Each library's peak memory per config, from fresh workers, into ``rows``."""
+    specs = {workers.kernels_name(k): workers.WorkerSpec("tinygrad_lm", device, k)
+             for k in kernels}
+    if workers.torch_installed():
+        specs["torch"] = workers.WorkerSpec("torch", device, threads=threads)
+    for row in rows:
+        for lib, spec in specs.items():
+            row[lib]["peak_bytes"] = peak_memory(lib, spec, row["config"])
+
+
+def report(rows: Sequence[dict[str, Any]], peak: Mapping[str, Mapping[str, Any]]) -> str:
+    """The rows as a table: a line per config, device and library."""
+    headers = ["config", "device", "library", "step", "[min-max]", "forward", "tok/s",
+               "GFLOP/s", "% peak", "peak mem", "step ratio"]
     lines = []
     for row in rows:
         reference, _ = sgemm_peak(peak[row["device"]])
-        for lib in ("tinygrad_lm", "torch"):
-            if lib not in row:
-                continue
+        for lib in [k for k in row if isinstance(row[k], dict) and "step" in row[k]]:
             r = row[lib]
             mem = r.get("peak_bytes")
+            ratio = 1.0 if lib == "torch" else r.get("step_ratio")
             lines.append([
                 row["config"], row["device"], lib, harness.fmt_time(r["step"]["median_s"]),
                 f"[{harness.fmt_time(r['step']['min_s'])}-{harness.fmt_time(r['step']['max_s'])}]",
                 harness.fmt_time(r["forward"]["median_s"]), f"{r['tokens_per_s']:,.0f}",
                 f"{r['gflops']:.1f}", _share(r["gflops"], reference),
-                f"{mem / 2**30:.2f} GiB" if mem else "-",
-                harness.fmt_ratio(row.get("step_ratio")) if lib == "tinygrad_lm" else "1.00x"])
-    table = harness.format_table(headers, lines)
+                f"{mem / 2**30:.2f} GiB" if mem else "-", harness.fmt_ratio(ratio)])
+    table = harness.format_table(headers, lines, align="lll" + "r" * 8)
     if any(line[8].endswith("!") for line in lines):
         table += ("\n! more than the sgemm peak measured in this run: that measurement came out "
                   "low (a busy machine, or --quick's 512 x 512 matmul), so the share means little")
@@ -230,54 +155,70 @@ def _share(gflops: float, peak: float) -> str:
     return f"{share:.0f}%" + ("!" if share > 100 else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gpt",
+                                     description=__doc__.split("\n\n")[0])
     harness.add_common_args(parser)
     parser.add_argument("--config", nargs="+", default=None, choices=sorted(CONFIGS),
-                        help="model sizes (default: tiny baby small; tiny with --quick)")
+                        help="model sizes (default: tiny baby small, and medium on cuda; "
+                             "tiny with --quick)")
+    parser.add_argument("--kernels", nargs="+", default=["fast"], choices=["fast", "reference"],
+                        help="tinygrad_lm's kernel settings to time, each in its own worker "
+                             "(default: fast)")
+    parser.add_argument("--contention", type=int, default=0, metavar="N",
+                        help="keep N CPU-bound processes busy while the configs are timed")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
-    parser.add_argument("--measure-memory", nargs=4, metavar=("LIB", "CONFIG", "DEVICE", "STEPS"),
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.measure_memory:
-        lib, name, device, steps = args.measure_memory
-        _measure_memory_child(lib, name, device, int(steps))
-        return 0
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the table, write JSON (and a chart) if asked."""
+    args = _parser().parse_args(argv)
+    if args.contention < 0:
+        raise SystemExit("--contention must be 0 or more")
     settings = harness.settings_from_args(args)
     if not args.quick and args.repeat is None:
         settings = replace(settings, warmup=1, repeat=5, target_s=0.05)
-    configs = args.config or (["tiny"] if args.quick else ["tiny", "baby", "small"])
     devices, skipped = harness.devices_to_run(args.device)
     if not devices:
         return 2
-    env = harness.environment()
-    peak = {d: harness.sgemm_gflops(d, 512 if args.quick else harness_sgemm_n(d), settings)
-            for d in devices}
-    rows = [run_config(name, device, settings, memory=not args.no_memory and not args.quick)
-            for device in devices for name in configs]
-    print(f"GPT train step (forward + loss + backward + AdamW), vocab {VOCAB}; "
-          f"BLAS {env['blas'].get('name', '?')} with {harness.blas_threads()} threads; "
-          f"sgemm peak (the fastest library, {'512' if args.quick else 'full-size'} matmul) "
+    kernels = list(dict.fromkeys(args.kernels))
+    env: dict[str, Any] = {**machine.machine(), "pid": os.getpid(), "workers": {}}
+    peak, rows, busy = {}, [], []
+    for device in devices:
+        run = run_device(device, args.config or default_configs(device, args.quick), kernels,
+                         settings, args.quick, args.contention)
+        env["workers"][device], peak[device] = run["workers"], run["sgemm"]
+        if not args.no_memory and not args.quick:
+            threads = run["workers"][workers.kernels_name(kernels[0])]["threads"]
+            add_memory(run["rows"], device, kernels, threads)
+        rows += run["rows"]
+        busy += run["busy_pids"]
+    for device in devices:
+        print(harness.header(env, device))
+    contention = f"; {args.contention} busy processes running" if args.contention else ""
+    print(f"GPT train step (forward + loss + backward + AdamW), vocab {VOCAB}{contention}; "
+          f"sgemm peak ({QUICK_SGEMM_N if args.quick else 'full-size'} matmul) "
           + ", ".join(f"{d}: {sgemm_peak(p)[0]:.0f} GFLOP/s ({sgemm_peak(p)[1]})"
                       for d, p in peak.items()))
     print(report(rows, peak))
     if args.json:
-        harness.write_json(args.json, {"benchmark": "gpt", "environment": env,
-                                       "sgemm_gflops": peak, "rows": rows, "goals": GOALS})
-        compared = [r for r in rows if "step_ratio" in r]
+        harness.write_json(args.json, {
+            "benchmark": "gpt", "environment": env,
+            "settings": {**workers.describe(settings), "quick": args.quick, "kernels": kernels},
+            "contention": {"processes": args.contention, "pids": busy},
+            "sgemm_gflops": peak, "rows": rows, "goals": GOALS,
+            "skipped": [{"device": d, "reason": r} for d, r in skipped.items()]})
+        compared = [r for r in rows if "step_ratio" in r.get("tinygrad_lm", {})]
         if compared:
             harness.save_chart(args.json.with_suffix(".png"),
                                [f"{r['config']} {r['device']} {what}" for r in compared
                                 for what in ("step", "forward")],
-                               [r[f"{what}_ratio"] for r in compared
+                               [r["tinygrad_lm"][f"{what}_ratio"] for r in compared
                                 for what in ("step", "forward")],
                                "GPT: tinygrad_lm time / PyTorch eager time",
                                "time ratio (log scale; below 1: tinygrad_lm is faster)")
     return 0
-
-
-def harness_sgemm_n(device: str) -> int:
-    return 2048 if device == "cpu" else 8192
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from typing import Any, Callable, Mapping, Sequence
 if __package__ in (None, ""):  # run as `python benchmarks/bench_ops.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tinygrad_lm as tl  # noqa: E402  (before NumPy: see tinygrad_lm/parallel.py)
 import numpy as np  # noqa: E402
+
+import tinygrad_lm as tl  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.harness import Candidate, Settings  # noqa: E402
 

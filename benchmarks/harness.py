@@ -1,22 +1,22 @@
-"""Timing, environment and report utilities shared by every benchmark in this folder.
+"""Environment, device and report utilities shared by every benchmark in this folder.
 
 The rules that make a comparison worth reading, and where each is kept:
 
-- warm up before measuring (caches, lazy imports, allocator pools, CUDA kernel builds):
-  ``Settings.warmup``;
-- synchronize the device before reading the clock, because GPU work is queued
-  asynchronously: every ``Candidate`` carries its device's ``sync``;
-- make each sample a batch of calls long enough for the clock to resolve
-  (``Settings.target_s``), and report the median of many samples with their min and max;
-- interleave the candidates sample by sample (``time_interleaved``), so a burst of machine
-  noise hits all of them alike, and compare by the ratio of medians from the same run;
-- record the machine (``environment``) and its matmul ceiling (``sgemm_gflops``) beside
-  the numbers, and give PyTorch the same number of threads as NumPy's BLAS.
+- warm up, synchronize the device before reading the clock, take many samples of a batch
+  of calls and report medians with min and max: ``benchmarks/timing.py``;
+- time each library in its own worker process, the workers taking turns, so that one
+  library's thread pools never spin against the other's (``benchmarks/workers.py``: the GPT
+  step and the fused ops); ``time_interleaved`` takes turns inside one process (the per-op
+  overhead benchmark, whose work is mostly single-threaded);
+- compare by the ratio of medians from the same run;
+- record the machine (CPU model and vendor: ``benchmarks/machine.py``; ``environment``,
+  ``header``) and its matmul ceiling (``sgemm_gflops``) beside the numbers, and
+  give PyTorch as many threads as tinygrad_lm.
 
-A benchmark script builds ``Candidate`` objects, times them with ``time_interleaved``,
-prints ``format_table`` and saves ``write_json`` (plus ``save_chart`` when matplotlib is
-installed); ``add_common_args`` / ``settings_from_args`` / ``usable_devices`` give every
-script the same command line.
+A benchmark script times its candidates, prints ``format_table`` under ``header`` and
+saves ``write_json`` (plus ``save_chart`` when matplotlib is installed);
+``add_common_args`` / ``settings_from_args`` / ``usable_devices`` give every script the
+same command line.
 """
 from __future__ import annotations
 
@@ -24,153 +24,21 @@ import argparse
 import cProfile
 import io
 import json
-import math
-import os
-import platform
 import pstats
-import statistics
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 import tinygrad_lm
+from benchmarks import machine
+from benchmarks.machine import blas_threads
+from benchmarks.timing import (QUICK, Candidate, Settings, Timing, _no_sync,  # noqa: F401
+                               ratio, time_fn, time_interleaved)  # (re-exported for scripts)
+from benchmarks.workers import torch_installed
 from tinygrad_lm import backend
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# ---------------------------------------------------------------------------- timing
-
-
-def _no_sync() -> None:
-    """CPU work is finished when the call returns: nothing to wait for."""
-
-
-@dataclass
-class Candidate:
-    """One contender: ``fn`` does the measured work once; ``sync`` waits for its device."""
-
-    fn: Callable[[], Any]
-    sync: Callable[[], None] = _no_sync
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How hard to measure: warm-up calls, samples, the wall time of one sample, and how
-    the candidates take turns (``block`` samples per turn, after ``settle_s`` of untimed
-    calls; see ``threaded``)."""
-
-    warmup: int = 3
-    repeat: int = 15
-    target_s: float = 0.01
-    max_number: int = 100_000
-    block: int = 1
-    settle_s: float = 0.0
-
-    def threaded(self) -> "Settings":
-        """Turns for work that runs on a BLAS or OpenMP thread pool (matmuls).
-
-        After a call, OpenBLAS's workers busy-wait for up to ~0.1 s before they sleep; on a
-        machine with few cores they steal the CPU from the next candidate's threads, which
-        then run several times slower. So each candidate first runs untimed for
-        ``settle_s`` (the other's workers fall asleep, its own wake up), then takes
-        ``block`` samples in a row.
-        """
-        return replace(self, block=max(1, min(5, self.repeat)), settle_s=0.15)
-
-
-QUICK = Settings(warmup=2, repeat=5, target_s=0.001)
-"""Smoke-test settings: every code path runs, the numbers are rough."""
-
-
-@dataclass
-class Timing:
-    """Seconds per call of one candidate, one entry per sample of ``number`` calls."""
-
-    samples: list[float]
-    number: int
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def min(self) -> float:
-        return min(self.samples)
-
-    @property
-    def max(self) -> float:
-        return max(self.samples)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary that goes into JSON (seconds per call)."""
-        return {"median_s": self.median, "min_s": self.min, "max_s": self.max,
-                "repeat": len(self.samples), "number": self.number}
-
-
-def _sample(candidate: Candidate, number: int) -> float:
-    """Seconds per call over a batch of ``number`` calls, with the device drained both ends."""
-    fn, sync = candidate.fn, candidate.sync
-    sync()  # queued work from before must not be billed to this sample
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / number
-
-
-def _calibrate(candidate: Candidate, settings: Settings) -> int:
-    """Calls per sample so that one sample lasts about ``settings.target_s``."""
-    once = min(_sample(candidate, 1) for _ in range(3))
-    return max(1, min(settings.max_number, math.ceil(settings.target_s / max(once, 1e-9))))
-
-
-def _settle(candidate: Candidate, seconds: float) -> None:
-    """Run ``candidate`` untimed for at least ``seconds`` (nothing when 0)."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        candidate.fn()
-        candidate.sync()
-
-
-def time_interleaved(candidates: Mapping[str, Candidate],
-                     settings: Settings = Settings()) -> dict[str, Timing]:
-    """Time several candidates in alternation; returns a Timing per name.
-
-    In each round every candidate takes a turn of ``settings.block`` samples (one by
-    default), in the given order on even rounds and reversed on odd ones, so neither drift
-    nor order favours anyone. The garbage collector stays on: collecting the graph's
-    objects is part of what an autograd engine costs.
-    """
-    for candidate in candidates.values():
-        for _ in range(settings.warmup):
-            candidate.fn()
-        candidate.sync()
-    numbers = {name: _calibrate(c, settings) for name, c in candidates.items()}
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    names = list(candidates)
-    for start in range(0, settings.repeat, settings.block):
-        turn = min(settings.block, settings.repeat - start)
-        for name in names if start // settings.block % 2 == 0 else reversed(names):
-            _settle(candidates[name], settings.settle_s)
-            samples[name] += [_sample(candidates[name], numbers[name]) for _ in range(turn)]
-    return {name: Timing(samples[name], numbers[name]) for name in names}
-
-
-def time_fn(fn: Callable[[], Any], sync: Callable[[], None] = _no_sync,
-            settings: Settings = Settings()) -> Timing:
-    """Time one function alone (use ``time_interleaved`` to compare several)."""
-    return time_interleaved({"fn": Candidate(fn, sync)}, settings)["fn"]
-
-
-def ratio(a: Timing, b: Timing) -> float:
-    """How many times slower ``a`` is than ``b``: the ratio of their medians."""
-    return a.median / b.median
 
 
 def profile_calls(fn: Callable[[], Any], number: int, top: int = 25,
@@ -192,27 +60,6 @@ def profile_calls(fn: Callable[[], Any], number: int, top: int = 25,
 def tinygrad_sync(device: str) -> Callable[[], None]:
     """The function that waits for queued tinygrad_lm work on ``device``."""
     return backend.get_device(device).synchronize
-
-
-def blas_threads() -> int:
-    """Threads NumPy's BLAS runs with: threadpoolctl's answer when it is installed, else the
-    usual environment variables, else the number of CPUs (OpenBLAS's default)."""
-    loaded = _threadpool_blas()
-    if loaded:
-        return int(loaded[0]["num_threads"])
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return os.cpu_count() or 1
-
-
-def _threadpool_blas() -> list[dict[str, Any]]:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return []
-    return [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
 
 
 def import_torch() -> Any | None:
@@ -249,7 +96,7 @@ def devices_to_run(devices: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     if not usable:
         print("bench: error: none of the requested devices can be used, so nothing was "
               "measured", file=sys.stderr)
-    elif import_torch() is None:
+    elif not torch_installed():
         print("PyTorch is not installed: only tinygrad_lm is timed and the PyTorch and ratio "
               "columns show '-' (pip install torch==2.13.0 to compare)", file=sys.stderr)
     return usable, skipped
@@ -269,18 +116,6 @@ def usable_devices(devices: Sequence[str]) -> tuple[list[str], dict[str, str]]:
 # ---------------------------------------------------------------------------- environment
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def blas_info() -> dict[str, Any]:
     """Which BLAS NumPy was built with, and what threadpoolctl sees loaded (if installed)."""
     info: dict[str, Any] = {}
@@ -290,7 +125,7 @@ def blas_info() -> dict[str, Any]:
         info.update(name=blas.get("name"), version=blas.get("version"))
     except (TypeError, KeyError):  # NumPy < 1.25 has no mode="dicts"
         pass
-    loaded = _threadpool_blas()
+    loaded = machine.threadpool_blas()
     if loaded:
         info["threadpoolctl"] = [{key: lib.get(key) for key in
                                   ("internal_api", "version", "num_threads", "architecture")}
@@ -315,29 +150,10 @@ def gpu_names() -> list[str]:
     return []
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def environment() -> dict[str, Any]:
-    """Everything about the machine and libraries that the numbers depend on."""
-    env: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "blas": blas_info(),
-        "tinygrad_lm": tinygrad_lm.__version__,
-        "git": _git_commit(),
-        "gpus": gpu_names(),
-    }
+    """Everything about the machine and libraries that in-process numbers depend on."""
+    env: dict[str, Any] = {**machine.machine(), "numpy": np.__version__, "blas": blas_info(),
+                           "tinygrad_lm": tinygrad_lm.__version__, "gpus": gpu_names()}
     cupy = sys.modules.get("cupy")
     if cupy is not None:
         env["cupy"] = cupy.__version__
@@ -346,6 +162,19 @@ def environment() -> dict[str, Any]:
         env["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
                         "cuda": torch.cuda.is_available()}
     return env
+
+
+def header(env: Mapping[str, Any], device: str) -> str:
+    """One line naming the machine and the libraries of the workers that ran on ``device``
+    (``env``: ``machine.machine()`` plus ``workers``, each device's workers' hellos). It
+    stands above every table, so no figure is read apart from the CPU it was measured on."""
+    libraries = []
+    for name, hello in env["workers"][device].items():
+        kernels = f", {hello['kernels']} kernels" if "kernels" in hello else ""
+        gpu = f", {hello['gpu']}" if "gpu" in hello else ""
+        libraries.append(f"{name} {hello['version']} ({hello['threads']} threads{kernels}{gpu})")
+    return (f"CPU {env['cpu']} ({env['cpu_vendor']}), {env['cpu_count']} cores, {device}: "
+            + "; ".join(libraries) + "; each library in its own worker process, taking turns")
 
 
 def sgemm_gflops(device: str, n: int, settings: Settings = Settings()) -> dict[str, Any]:

@@ -21,7 +21,7 @@ TINYGRAD_LM_DEVICE=cuda timeout 300 python3 -m pytest -q -x -p no:cacheprovider 
 TINYGRAD_LM_DEVICE=cuda timeout 60 python3 -m pytest -q -p no:cacheprovider \
     tests/test_distributed.py -k nccl 2>&1 | tee -a "$OUT/tests.log" || status=1
 
-# 2. benchmarks against PyTorch CUDA eager, same process, alternating
+# 2. benchmarks against PyTorch CUDA eager, each library in its own worker process, taking turns
 timeout 240 python3 -m benchmarks.bench_gpt --device cuda --config small medium \
     --json "$OUT/gpt_cuda.json" 2>&1 | tee "$OUT/bench_gpt.log" || status=1
 timeout 90 python3 -m benchmarks.bench_fused --device cuda --json "$OUT/fused_cuda.json" \

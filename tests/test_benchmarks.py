@@ -9,8 +9,10 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +95,9 @@ def test_gpt_step_benchmark_quick_run(tmp_path: Path) -> None:
     (row,) = result["rows"]
     assert row["config"] == "tiny" and row["flops_per_step"] > 0
     assert row["tinygrad_lm"]["step"]["median_s"] > 0 and row["tinygrad_lm"]["gflops"] > 0
+    assert "tinygrad_lm_reference" not in row and result["contention"]["processes"] == 0
     if "torch" in row:
-        assert row["step_ratio"] > 0 and row["forward_ratio"] > 0
+        assert row["tinygrad_lm"]["step_ratio"] > 0 and row["tinygrad_lm"]["forward_ratio"] > 0
         pytest.importorskip("matplotlib")
         assert path.with_suffix(".png").stat().st_size > 0
 
@@ -191,3 +194,198 @@ def test_unavailable_device_is_skipped_with_a_reason() -> None:
     usable, skipped = harness.usable_devices(["cpu", "tpu"])
     assert usable == ["cpu"]
     assert "unknown device" in skipped["tpu"]
+
+
+# ---------------------------------------------------------------- worker processes, taking turns
+
+LIBRARIES = ["tinygrad_lm", "tinygrad_lm_reference"] + (["torch"] if HAS_TORCH else [])
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """bench_gpt --quick with both kernel settings and one busy process."""
+    path = tmp_path_factory.mktemp("bench") / "gpt.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_gpt", "--quick", "--kernels", "fast",
+         "reference", "--contention", "1", "--json", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(path.read_text())
+    data["stdout"] = result.stdout
+    return data
+
+
+def test_each_library_runs_in_its_own_worker_process(gpt_run: dict) -> None:
+    env = gpt_run["environment"]
+    hellos = env["workers"]["cpu"]
+    assert list(hellos) == LIBRARIES
+    pids = [hello["pid"] for hello in hellos.values()]
+    assert len(set(pids + [env["pid"]])) == len(pids) + 1  # distinct, none the parent
+    for name, hello in hellos.items():
+        imports = hello["imports"]
+        library = hello["library"]
+        # NumPy first, as users import it, then the worker's one library and never the other
+        assert imports[0] == "numpy" and library in imports, (name, imports)
+        assert ({"tinygrad_lm", "torch"} - {library}).isdisjoint(imports), (name, imports)
+    assert hellos["tinygrad_lm"]["kernels"] == "fast"
+    assert hellos["tinygrad_lm_reference"]["kernels"] == "reference"
+    if HAS_TORCH:  # a fair race: PyTorch gets the threads tinygrad_lm runs on
+        assert hellos["torch"]["threads"] == hellos["tinygrad_lm"]["threads"] >= 1
+
+
+def test_gpt_run_records_the_cpu_beside_the_figures(gpt_run: dict) -> None:
+    env = gpt_run["environment"]
+    assert env["cpu"] and env["cpu_vendor"] and env["cpu_count"] >= 1
+    assert f"CPU {env['cpu']} ({env['cpu_vendor']})" in gpt_run["stdout"].splitlines()[0]
+    assert env["workers"]["cpu"]["tinygrad_lm"]["numpy"] == np.__version__
+    gemm = gpt_run["sgemm_gflops"]["cpu"]
+    assert gemm["numpy"] > 0 and ("torch" in gemm) == HAS_TORCH
+
+
+def test_gpt_run_times_every_worker_and_ends_the_busy_processes(gpt_run: dict) -> None:
+    (row,) = gpt_run["rows"]
+    for lib in LIBRARIES:
+        r = row[lib]
+        for what in ("step", "forward"):
+            assert 0 < r[what]["min_s"] <= r[what]["median_s"] <= r[what]["max_s"]
+            assert r[what]["repeat"] == 5
+        assert r["tokens_per_s"] > 0 and r["gflops"] > 0 and r["parameters"] > 0
+        if HAS_TORCH and lib != "torch":
+            assert r["step_ratio"] == pytest.approx(r["step"]["median_s"]
+                                                    / row["torch"]["step"]["median_s"])
+    assert {row[lib]["parameters"] for lib in LIBRARIES} == {row["tinygrad_lm"]["parameters"]}
+    contention = gpt_run["contention"]
+    assert contention["processes"] == 1 and len(contention["pids"]) == 1
+    for pid in contention["pids"]:
+        assert not Path(f"/proc/{pid}").exists(), "a busy process outlived the benchmark"
+
+
+@pytest.fixture(scope="module")
+def fused_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from benchmarks import bench_fused
+
+    path = tmp_path_factory.mktemp("bench") / "fused.json"
+    assert bench_fused.main(["--quick", "--repeat", "1", "--json", str(path)]) == 0
+    return json.loads(path.read_text())
+
+
+def test_fused_run_has_every_op_for_every_kernel_setting(fused_run: dict) -> None:
+    from benchmarks import shapes
+
+    rows = fused_run["rows"]
+    assert [(r["op"], r["config"]) for r in rows] == [(op, "tiny") for op in shapes.FUSED_OPS]
+    assert list(fused_run["environment"]["workers"]["cpu"]) == LIBRARIES
+    for row in rows:
+        for lib in LIBRARIES:
+            assert row[lib]["median_s"] > 0 and row[lib]["repeat"] == 1
+        assert row["reference_over_fast"] == pytest.approx(
+            row["tinygrad_lm_reference"]["median_s"] / row["tinygrad_lm"]["median_s"])
+        assert (row["fast_over_torch"] is None) == (not HAS_TORCH)
+        if row["op"] in shapes.MODEL_OPS:  # no output to compare: the parameter count instead
+            assert row["check_difference"] is None and row["parameters"] > 0
+        else:  # the same inputs gave the same output and gradients in every worker
+            assert row["check_difference"] < 1e-4, row["op"]
+            assert row["shapes"] and all(isinstance(n, int) for n in row["shapes"][0])
+
+
+def test_fused_goal_applies_at_baby_and_small_only() -> None:
+    from benchmarks import bench_fused
+
+    def row(config: str, ratio: float | None) -> dict:
+        return {"config": config, "fast_over_torch": ratio}
+
+    assert bench_fused.goal(row("tiny", 3.0)) == "-"
+    assert bench_fused.goal(row("baby", 1.5)) == "met"
+    assert bench_fused.goal(row("small", 1.51)) == "missed"
+    assert bench_fused.goal(row("small", None)) == "-"
+
+
+class _FakeWorker:
+    """Answers like a worker, recording the order of the turns it is asked for."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def ask(self, cmd: str, **fields: object) -> dict:
+        if cmd == "setup":
+            return {"number": 3, "check": [1.0, 2.0], "info": {}}
+        self.log.append(self.name)
+        return {"samples": [0.5] * int(fields["samples"])}
+
+
+def test_alternate_takes_turns_reversed_every_round() -> None:
+    from benchmarks import workers
+
+    log: list[str] = []
+    pool = {name: _FakeWorker(name, log) for name in "abc"}
+    timings, setups = workers.alternate(pool, "op", {}, Settings(repeat=7))
+    assert log == list("abc") + list("cba") + list("abc")  # 3 rounds: turns of 3, 3 and 1
+    assert all(len(t.samples) == 7 and t.number == 3 for t in timings.values())
+    assert workers.check_difference(setups) == 0.0
+
+
+def test_check_difference_is_relative() -> None:
+    from benchmarks import workers
+
+    setups = {"a": {"check": [100.0, 1.0]}, "b": {"check": [100.1, 1.0]}, "c": {"check": None}}
+    assert workers.check_difference(setups) == pytest.approx(0.1 / 100.1)
+    assert workers.check_difference({"a": {"check": None}}) is None
+
+
+def test_a_failing_request_names_the_worker() -> None:
+    from benchmarks import workers
+
+    with workers.Workers(tl=workers.Worker("tl", workers.WorkerSpec("tinygrad_lm"))) as pool:
+        assert pool["tl"].hello["pid"] != os.getpid()
+        with pytest.raises(workers.WorkerError, match="the tl worker failed"):
+            pool["tl"].ask("setup", task="no_such_task", args={}, warmup=0, target_s=0.0,
+                           max_number=1)
+        assert pool["tl"].ask("memory")["peak_bytes"] > 0  # it still answers
+    with pytest.raises(workers.WorkerError, match="unknown device"):
+        workers.Worker("tl", workers.WorkerSpec("tinygrad_lm", device="tpu"))
+
+
+def test_busy_processes_run_until_the_block_ends() -> None:
+    from benchmarks.contention import busy_processes
+
+    with busy_processes(2) as pids:
+        assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    with busy_processes(1, limit_s=0.0) as (pid,):  # bounded in time even if never killed
+        deadline = time.monotonic() + 30
+        while _state(pid) != "Z" and time.monotonic() < deadline:  # Z: ended, not yet reaped
+            time.sleep(0.01)
+        assert _state(pid) == "Z"
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (R running, S sleeping, Z ended)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_shapes_match_the_model_and_the_trainer() -> None:
+    from benchmarks import shapes
+    from tinygrad_lm.models import GPT, GPTConfig
+    from tinygrad_lm.train import TrainConfig
+
+    t = TrainConfig()
+    assert shapes.ADAMW == {"lr": t.lr, "beta1": t.beta1, "beta2": t.beta2,
+                            "weight_decay": t.weight_decay}
+    c = shapes.CONFIGS["tiny"]
+    model = GPT(GPTConfig(**shapes.model_kwargs("tiny")))
+    matmul = sum(int(p.shape[0] * p.shape[1]) for k, p in model.named_parameters()
+                 if len(p.shape) == 2 and "wpe" not in k)
+    attention = 12 * c["n_layer"] * c["block_size"] * c["n_embd"]
+    assert shapes.flops_per_step("tiny") == shapes.tokens("tiny") * (6 * matmul + attention)
+    B, T, C = c["batch_size"], c["block_size"], c["n_embd"]
+    assert shapes.op_shapes("gelu", "tiny") == [[B * T, 4 * C]]
+    assert shapes.op_shapes("attention", "tiny") == [[B, c["n_head"], T, C // c["n_head"]]] * 3
+    arrays, dout = shapes.op_inputs("cross_entropy", "tiny")
+    assert dout is None and arrays[1].max() < shapes.VOCAB
+
+
+def test_peak_memory_comes_from_a_fresh_worker() -> None:
+    from benchmarks import bench_gpt, workers
+
+    spec = workers.WorkerSpec("tinygrad_lm")
+    assert 10 * 2**20 < bench_gpt.peak_memory("tinygrad_lm", spec, "tiny") < 2**32

@@ -3,7 +3,6 @@ both pass gradcheck; and second derivatives (which the engine takes through ``re
 pass gradgradcheck."""
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Callable
 
@@ -13,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_lm as tl
-from benchmarks import bench_fused
 from tinygrad_lm import Tensor, fused
 
 
@@ -190,23 +188,6 @@ def test_layer_norm_property(rows: int, cols: int, scale: float, seed: int) -> N
     np.testing.assert_allclose(fused.LayerNorm.apply(x, w, b, eps=1e-5).numpy(),
                                fused.LayerNorm.reference(x, w, b, eps=1e-5).numpy(),
                                rtol=1e-9, atol=1e-10)
-
-
-def test_bench_fused_quick_run(tmp_path: Any) -> None:
-    """The fused benchmark runs, its three contenders agree, and its JSON has every row."""
-    path = tmp_path / "fused.json"
-    assert bench_fused.main(["--quick", "--repeat", "1", "--json", str(path)]) == 0
-    result = json.loads(path.read_text())
-    rows = result["rows"]
-    assert {(r["op"], r["mode"]) for r in rows} == \
-        {(op, mode) for op in ("layer_norm", "cross_entropy", "attention")
-         for mode in ("fwd", "fwd+bwd")}
-    for row in rows:
-        assert row["max_abs_diff"] < 1e-3, row["op"]
-        assert row["fused"]["median_s"] > 0 and row["reference"]["median_s"] > 0
-        assert row["reference_over_fused"] == pytest.approx(
-            row["reference"]["median_s"] / row["fused"]["median_s"])
-        assert (row["torch"] is None) == (row["fused_over_torch"] is None)
 
 
 @pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 2e-6, 2e-7),  # erf to 1.5e-7

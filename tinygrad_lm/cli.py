@@ -78,24 +78,37 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time the GPT training step against PyTorch eager",
-                       description="Benchmark the GPT train step (and, with --ops, each op) "
-                       "against PyTorch eager in the same run; prints a table.")
+                       description="Benchmark the GPT train step (with --fused: each fused "
+                       "op at the GPT sizes) against PyTorch eager, each library in its own "
+                       "worker process, the workers taking turns; or, with --ops, each op, "
+                       "both libraries in one process. Prints a table.")
     p.add_argument("--device", nargs="+", default=["cpu"], help="e.g. cpu cuda")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
     p.add_argument("--config", nargs="+", default=None, help="tiny baby small medium")
     p.add_argument("--quick", action="store_true", help="a fast smoke run")
-    p.add_argument("--ops", action="store_true", help="the per-op benchmark instead")
+    p.add_argument("--kernels", nargs="+", default=None, choices=["fast", "reference"],
+                   help="tinygrad_lm's kernels to time in the step (default: fast)")
+    p.add_argument("--contention", type=int, default=0, metavar="N",
+                   help="time the step while N CPU-bound processes run")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--fused", action="store_true",
+                       help="the fused ops at the GPT sizes (fast and reference kernels) instead")
+    which.add_argument("--ops", action="store_true", help="the per-op benchmark instead")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """``tinygrad-lm bench``: the GPT step (or per-op) benchmark against PyTorch."""
-    from benchmarks import bench_gpt, bench_ops
+    """``tinygrad-lm bench``: the GPT step, fused-op or per-op benchmark against PyTorch."""
+    from benchmarks import bench_fused, bench_gpt, bench_ops
 
     argv = ["--device", *args.device] + (["--json", args.json] if args.json else []) + \
         (["--quick"] if args.quick else [])
     if args.ops:
         return bench_ops.main(argv)
-    return bench_gpt.main(argv + (["--config", *args.config] if args.config else []))
+    configs = ["--config", *args.config] if args.config else []
+    if args.fused:
+        return bench_fused.main(argv + configs)
+    return bench_gpt.main(argv + configs + (["--kernels", *args.kernels] if args.kernels else [])
+                          + ["--contention", str(args.contention)])
 
 
 def _gradcheck_parser(sub: argparse._SubParsersAction) -> None:
