@@ -24,6 +24,6 @@ TINYGRAD_LM_DEVICE=cuda timeout 60 python3 -m pytest -q -p no:cacheprovider \
 # 2. benchmarks against PyTorch CUDA eager, each library in its own worker process, taking turns
 timeout 240 python3 -m benchmarks.bench_gpt --device cuda --config small medium \
     --json "$OUT/gpt_cuda.json" 2>&1 | tee "$OUT/bench_gpt.log" || status=1
-timeout 90 python3 -m benchmarks.bench_fused --device cuda --json "$OUT/fused_cuda.json" \
+timeout 240 python3 -m benchmarks.bench_fused --device cuda --json "$OUT/fused_cuda.json" \
     2>&1 | tee "$OUT/bench_fused.log" || status=1
 exit $status
