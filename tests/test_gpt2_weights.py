@@ -3,7 +3,6 @@
 here), `save_pretrained` writes files those read back, and named models download offline."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import urllib.error

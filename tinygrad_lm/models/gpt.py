@@ -76,6 +76,7 @@ class GPTConfig:
 
     @property
     def head_size(self) -> int:
+        """The width of one attention head: n_embd / n_head."""
         return self.n_embd // self.n_head
 
     @property
