@@ -80,8 +80,9 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
     p.add_argument("--context", choices=["slide", "halve"], default="slide",
                    help="once the text outgrows the model's window: slide the window by one "
-                   "token each step (the cache is refilled every step: slow) or halve the "
-                   "context (refilled once per half window: fast) (default: slide)")
+                   "token each step (with learned positions the cache is refilled every step: "
+                   "slow; with RoPE it rolls: fast) or halve the context (refilled once per "
+                   "half window: fast) (default: slide)")
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
