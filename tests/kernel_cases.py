@@ -53,6 +53,26 @@ def _layer_norm_backward(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN
     return rng.standard_normal((rows, width)).astype(dtype), x, mean, rstd, weight
 
 
+def _rms_norm(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
+    weight = rng.standard_normal(width).astype(dtype) if rng.random() < 0.7 else None
+    return _values(rng, (rows, width), dtype, extreme), weight, 1e-5
+
+
+def _rms_norm_backward(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
+    x, weight, eps = _rms_norm(rng, dtype, rows, width, extreme)
+    _, rstd = reference.rms_norm(x, weight, eps)
+    return rng.standard_normal((rows, width)).astype(dtype), x, rstd, weight
+
+
+def _swiglu(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
+    return _values(rng, (rows, width), dtype, extreme), _values(rng, (rows, width), dtype, False)
+
+
+def _swiglu_backward(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
+    return (*_swiglu(rng, dtype, rows, width, extreme),
+            rng.standard_normal((rows, width)).astype(dtype))
+
+
 def _softmax(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
     return _values(rng, (rows, width), dtype, extreme), int(rng.choice([-1, 1, 0]))
 
@@ -141,6 +161,10 @@ CASES: dict[str, tuple[str, Make]] = {
     "gelu_tanh_backward": ("gelu_backward", _gelu_backward("tanh")),
     "layer_norm": ("layer_norm", _layer_norm),
     "layer_norm_backward": ("layer_norm_backward", _layer_norm_backward),
+    "rms_norm": ("rms_norm", _rms_norm),
+    "rms_norm_backward": ("rms_norm_backward", _rms_norm_backward),
+    "swiglu": ("swiglu", _swiglu),
+    "swiglu_backward": ("swiglu_backward", _swiglu_backward),
     "softmax": ("softmax", _softmax),
     "softmax_backward": ("softmax_backward", _softmax_backward(reference.softmax)),
     "log_softmax": ("log_softmax", _softmax),

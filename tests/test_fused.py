@@ -71,6 +71,9 @@ CASES = [
     Case("layer_norm", fused.LayerNorm, _ln_inputs, eps=1e-5),
     Case("layer_norm_no_bias", fused.LayerNorm, lambda r: _ln_inputs(r, bias=False), eps=1e-5),
     Case("layer_norm_plain", fused.LayerNorm, lambda r: _ln_inputs(r, False, False), eps=1e-3),
+    Case("rms_norm", fused.RMSNorm, lambda r: (_randn(r, 2, 3, 5), _randn(r, 5)), eps=1e-5),
+    Case("rms_norm_plain", fused.RMSNorm, lambda r: (_randn(r, 4, 5), None), eps=1e-3),
+    Case("swiglu", fused.SwiGLU, lambda r: (_randn(r, 2, 3, 4), _randn(r, 2, 3, 4))),
     Case("gelu", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="none"),
     Case("gelu_tanh", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="tanh"),
     Case("linear", fused.Linear, lambda r: (_randn(r, 2, 3, 4), _randn(r, 5, 4), _randn(r, 5))),
@@ -163,6 +166,7 @@ def test_fused_float32_stays_float32() -> None:
     for out in (fused.Softmax.apply(x, axis=-1), fused.LogSoftmax.apply(x, axis=-1),
                 fused.Gelu.apply(x, approximate="none"), fused.Gelu.apply(x, approximate="tanh"),
                 fused.LayerNorm.apply(x, None, None, eps=1e-5),
+                fused.RMSNorm.apply(x, None, eps=1e-5), fused.SwiGLU.apply(x, x),
                 fused.Attention.apply(x, x, x, mask=None, scale=0.5, keep=None)):
         assert out.dtype == np.float32
         x.grad = None

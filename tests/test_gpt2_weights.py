@@ -3,7 +3,6 @@
 here), `save_pretrained` writes files those read back, and named models download offline."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import urllib.error
@@ -195,17 +194,22 @@ def test_save_pretrained_round_trip_gives_identical_logits(tmp_path, overrides):
                                atol=1e-4, rtol=0)
 
 
-def test_save_pretrained_refuses_a_config_gpt2_cannot_express(tmp_path):
-    @dataclasses.dataclass
-    class RopeConfig(GPTConfig):
-        pos_emb: str = "learned"
-
-    model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=4))
-    model.config = RopeConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=4,
-                              pos_emb="rope")
-    with pytest.raises(PretrainedError, match="cannot express {'pos_emb': 'rope'}"):
+@pytest.mark.parametrize("option,shown", [
+    (dict(pos_emb="rope"), "pos_emb='rope'"), (dict(norm="rmsnorm"), "norm='rmsnorm'"),
+    (dict(mlp="swiglu"), "mlp='swiglu'"), (dict(n_kv_head=1), "n_kv_head=1"),
+    (dict(pos_emb="rope", mlp="swiglu"), "pos_emb='rope', mlp='swiglu'")])
+def test_save_pretrained_refuses_a_config_gpt2_cannot_express(tmp_path, option, shown):
+    model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=2, n_embd=4, **option))
+    with pytest.raises(PretrainedError, match=f"cannot express this model \\({shown}\\)"):
         model.save_pretrained(tmp_path / "x")
     assert not (tmp_path / "x" / "model.safetensors").exists()
+
+
+def test_save_pretrained_takes_n_kv_head_equal_to_n_head(tmp_path):
+    model = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=2, n_embd=4, n_kv_head=2))
+    loaded = GPT.from_pretrained(model.save_pretrained(tmp_path / "x"))
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], array, err_msg=name)
 
 
 # ---------------------------------------------------------------- named models, offline

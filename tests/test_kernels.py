@@ -33,7 +33,8 @@ def test_cpu_kernel_equals_reference(case: str, rows: int, width: int, dtype: An
     kernel_cases.assert_close(expected, actual, dtype, extreme, case)
 
 
-@pytest.mark.parametrize("case", ["gelu", "layer_norm_backward", "cross_entropy_backward",
+@pytest.mark.parametrize("case", ["gelu", "layer_norm_backward", "rms_norm_backward",
+                                  "swiglu_backward", "cross_entropy_backward",
                                   "attention_backward", "adam_step", "bias_backward"])
 def test_cpu_kernel_equals_reference_above_the_parallel_threshold(case: str) -> None:
     """Inputs big enough to take the parallel variant of each kernel (float32 sums over tens

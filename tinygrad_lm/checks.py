@@ -73,6 +73,10 @@ CHECKS = [
     Check("astype", lambda a: a.astype("float64") * 2, ((2,),)),
     Check("nn.Linear (F.linear)", lambda x, w, b: F.linear(x, w, b), ((2, 4, 3), (2, 3), (2,))),
     Check("nn.LayerNorm (F.layer_norm)", lambda x, w, b: F.layer_norm(x, 3, w, b), ((2, 3), (3,), (3,))),
+    Check("nn.RMSNorm (F.rms_norm)", lambda x, w: F.rms_norm(x, 3, w), ((2, 3), (3,))),
+    Check("F.swiglu", lambda a, b: F.swiglu(a, b), ((2, 3), (2, 3))),
+    Check("F.rotary_embedding", lambda x: F.rotary_embedding(x, *F.rotary_tables(
+        2, 3, 4, dtype="float64")), ((2, 3, 4),)),
     Check("F.cross_entropy", lambda z: F.cross_entropy(z, Tensor([0, 2, -100])), ((3, 4),)),
     Check("F.cross_entropy (N,C,d)", lambda z: F.cross_entropy(z, Tensor([[1, 0]]), reduction="sum"),
           ((1, 3, 2),)),

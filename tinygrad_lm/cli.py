@@ -44,6 +44,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        ("grad-clip", float), ("eval-interval", int), ("eval-iters", int),
                        ("seed", int), ("sample-tokens", int), ("grad-accum", int)]:
         p.add_argument(f"--{flag}", type=kind, default=None)
+    p.add_argument("--pos-emb", choices=["learned", "rope"], default=None,
+                   help="position embeddings: learned (GPT-2) or rotary (Llama) (default: learned)")
+    p.add_argument("--norm", choices=["layernorm", "rmsnorm"], default=None,
+                   help="the blocks' normalisation (default: layernorm)")
+    p.add_argument("--mlp", choices=["gelu", "swiglu"], default=None,
+                   help="the MLP: 4x GELU (GPT-2) or SwiGLU (Llama) (default: gelu)")
+    p.add_argument("--n-kv-head", type=int, default=None, help="key/value heads, each shared "
+                   "by --n-head / --n-kv-head query heads (default: --n-head)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out with "
                    "its saved settings (a larger --max-iters trains it longer)")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds "
@@ -72,8 +80,9 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context each step")
     p.add_argument("--context", choices=["slide", "halve"], default="slide",
                    help="once the text outgrows the model's window: slide the window by one "
-                   "token each step (the cache is refilled every step: slow) or halve the "
-                   "context (refilled once per half window: fast) (default: slide)")
+                   "token each step (with learned positions the cache is refilled every step: "
+                   "slow; with RoPE it rolls: fast) or halve the context (refilled once per "
+                   "half window: fast) (default: slide)")
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:

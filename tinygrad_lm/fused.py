@@ -124,6 +124,59 @@ class LayerNorm(Function):
         return y + bias if bias is not None else y
 
 
+class RMSNorm(Function):
+    """y = xhat * w with xhat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps) over the last axis;
+    dx = rstd * (g - xhat * mean(g * xhat)) where g = dout * w.
+
+    It keeps x and each row's rstd (xhat is rebuilt from them in backward).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        rows = x.reshape(-1, x.shape[-1])
+        y, rstd = kernels.for_array(x).rms_norm(rows, weight, eps)
+        ctx.save_for_backward(rows, rstd, weight)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        rows, rstd, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad
+        dx, dw = kernels.for_array(rows).rms_norm_backward(dout.reshape(rows.shape), rows, rstd,
+                                                           weight)
+        return (dx.reshape(dout.shape) if need_x else None), (dw if need_w else None)
+
+    @staticmethod
+    def reference(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+        y = x / ((x * x).mean(-1, keepdims=True) + eps).sqrt()
+        return y * weight if weight is not None else y
+
+
+class SwiGLU(Function):
+    """The gate of a SwiGLU MLP: y = silu(a) * b with silu(a) = a sigmoid(a);
+    da = dout * b * s (1 + a (1 - s)) with s = sigmoid(a), db = dout * silu(a).
+
+    It keeps a and b (the graph holds them anyway: they are the outputs of w1 and w3);
+    backward recomputes sigmoid(a) in the pass that uses it.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return kernels.for_array(a).swiglu(a, b)
+
+    @staticmethod
+    def backward(ctx, dout):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        da, db = kernels.for_array(a).swiglu_backward(a, b, dout)
+        return (da if need_a else None), (db if need_b else None)
+
+    @staticmethod
+    def reference(a: Tensor, b: Tensor) -> Tensor:
+        return a * a.sigmoid() * b
+
+
 class Linear(Function):
     """y = x W^T + b over the last axis of x, the leading axes folded into one GEMM;
     dx = dout W, dW = dout^T x, db = sum of dout over the leading axes.

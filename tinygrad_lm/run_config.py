@@ -33,7 +33,8 @@ _TRANSIENT = frozenset({"out", "resume", "overwrite", "quiet"})  # not part of a
 
 def _field_kinds() -> dict[str, type]:
     """The type each TOML key must have: that of the field's default (str for device)."""
-    kinds: dict[str, type] = {"preset": str, "device": str, "lr_decay_iters": int}
+    kinds: dict[str, type] = {"preset": str, "device": str, "lr_decay_iters": int,
+                              "n_kv_head": int}
     for field in dataclasses.fields(TrainConfig):
         if field.name not in kinds and field.name not in _NOT_IN_FILES:
             kinds[field.name] = type(field.default)
@@ -91,7 +92,9 @@ def resumed_run(saved: dict[str, Any], file_values: dict[str, Any],
     """A resumed run's configuration: the saved one, extended or relogged by file and flags."""
     given = _normalized({**file_values, **flags})
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - _TRANSIENT
-    values = {k: v for k, v in saved.items() if k in fields}
+    # a run saved before a field existed ran with its default
+    values = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in fields}
+    values.update({k: v for k, v in saved.items() if k in fields})
     values.setdefault("lr_decay_iters", None)
     if values["lr_decay_iters"] is None:  # the schedule keeps the length it was made with
         values["lr_decay_iters"] = values["max_iters"]

@@ -64,6 +64,10 @@ class TrainConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False  # nanoGPT's train.py trains without biases in Linear and LayerNorm
+    pos_emb: str = "learned"  # or "rope"; these four are GPTConfig's Llama options
+    norm: str = "layernorm"  # or "rmsnorm"
+    mlp: str = "gelu"  # or "swiglu"
+    n_kv_head: int | None = None  # key/value heads (grouped-query attention); None: n_head
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup: int = 100
@@ -96,7 +100,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a seconds-long run, for smoke tests and the tutorial
     "tiny": dict(max_iters=100, batch_size=8, block_size=32, n_layer=2, n_head=2, n_embd=64,
                  eval_interval=50, eval_iters=5, warmup=10, sample_tokens=100),
+    # the cpu preset's sizes with Llama's choices: rotary positions, RMSNorm, SwiGLU
+    "llama": dict(pos_emb="rope", norm="rmsnorm", mlp="swiglu"),
 }
+MODEL_CHOICES = {"pos_emb": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"),
+                 "mlp": ("gelu", "swiglu")}
 
 
 class TrainingError(RuntimeError):
@@ -144,6 +152,17 @@ def check_config(cfg: TrainConfig) -> None:
             raise ConfigError(f"{flag(name)} must be at least 0, got {getattr(cfg, name)}")
     if cfg.n_embd % cfg.n_head:
         raise ConfigError(f"--n-embd {cfg.n_embd} must be a multiple of --n-head {cfg.n_head}")
+    for name, choices in MODEL_CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"{flag(name)} must be {' or '.join(choices)}, got "
+                              f"{getattr(cfg, name)!r}")
+    if cfg.n_kv_head is not None:
+        if not isinstance(cfg.n_kv_head, int) or isinstance(cfg.n_kv_head, bool) \
+                or cfg.n_kv_head < 1 or cfg.n_head % cfg.n_kv_head:
+            raise ConfigError(f"--n-kv-head {cfg.n_kv_head} must divide --n-head {cfg.n_head}")
+    if cfg.pos_emb == "rope" and (cfg.n_embd // cfg.n_head) % 2:
+        raise ConfigError(f"--pos-emb rope needs an even head size, and --n-embd {cfg.n_embd} / "
+                          f"--n-head {cfg.n_head} is {cfg.n_embd // cfg.n_head}")
     if cfg.tokenizer not in ("char", "bpe"):
         raise ConfigError(f"--tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
     if not isinstance(cfg.vocab_size, int) or not 256 <= cfg.vocab_size <= MAX_BPE_VOCAB:
@@ -235,7 +254,8 @@ class Trainer:
         self.tokenizer = self.dataset.tokenizer
         self.model_config = GPTConfig(block_size=cfg.block_size, vocab_size=self.tokenizer.vocab_size,
                                       n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                                      dropout=cfg.dropout, bias=cfg.bias)
+                                      dropout=cfg.dropout, bias=cfg.bias, pos_emb=cfg.pos_emb,
+                                      norm=cfg.norm, mlp=cfg.mlp, n_kv_head=cfg.n_kv_head)
         backend.manual_seed(cfg.seed)
         self.model = GPT(self.model_config).to(self.device)
         self.ddp = distributed.DistributedDataParallel(self.model, self.group)
@@ -345,7 +365,8 @@ class Trainer:
         }
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("model_config") != dataclasses.asdict(self.model_config):
+        # a checkpoint from before a GPTConfig field existed has its default
+        if GPTConfig(**ckpt.get("model_config", {})) != self.model_config:
             raise TrainingError(f"--resume: the checkpoint in {self.out} was made with model "
                                 f"{ckpt.get('model_config')}, not {dataclasses.asdict(self.model_config)}")
         if not _same_tokenizer(ckpt["tokenizer"], self.tokenizer.to_dict()):

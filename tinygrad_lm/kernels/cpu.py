@@ -280,6 +280,111 @@ def _sum_chunks(partials: Any) -> Any:
     return partials.sum(axis=0)
 
 
+# ----------------------------------------------------------------------------- RMS norm
+
+def _rms_norm_loop(x, weight, eps, y, rstd):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    rows, width = x.shape
+    for r in prange(rows):
+        square = T(0.0)
+        for j in range(width):
+            square += x[r, j] * x[r, j]
+        s = T(1.0) / math.sqrt(square / T(width) + T(eps))
+        rstd[r, 0] = s
+        for j in range(width):
+            y[r, j] = x[r, j] * s * weight[j]
+
+
+def _rms_norm_backward_loop(dout, x, rstd, weight, dx, dw_chunks):  # noqa: ANN001, ANN202
+    T = x.dtype.type
+    rows, width = x.shape
+    chunks = dw_chunks.shape[0]
+    for c in prange(chunks):
+        for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+            s = rstd[r, 0]
+            mean_gx = T(0.0)
+            for j in range(width):
+                xhat = x[r, j] * s
+                mean_gx += dout[r, j] * weight[j] * xhat
+                dw_chunks[c, j] += dout[r, j] * xhat
+            mean_gx /= T(width)
+            for j in range(width):
+                dx[r, j] = s * (dout[r, j] * weight[j] - x[r, j] * s * mean_gx)
+
+
+_RMS_NORM = _serial_and_parallel(_rms_norm_loop)
+_RMS_NORM_BACKWARD = _serial_and_parallel(_rms_norm_backward_loop)
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> tuple[Any, Any]:
+    """reference.rms_norm, one row per iteration: the mean square, then y."""
+    x = np.ascontiguousarray(x)
+    rows, width = x.shape
+    y = np.empty_like(x)
+    rstd = np.empty((rows, 1), x.dtype)
+    _pick(_RMS_NORM, x.size)(x, _ones_if_none(weight, width, x.dtype, 1.0), eps, y, rstd)
+    return y, rstd
+
+
+def rms_norm_backward(dout: Any, x: Any, rstd: Any, weight: Any) -> tuple[Any, Any]:
+    """reference.rms_norm_backward: each row's mean(g xhat), then dx; the weight gradient
+    summed per chunk of rows."""
+    rows, width = x.shape
+    dx = np.empty_like(x)
+    dw = np.zeros((max(1, min(SUM_CHUNKS, rows)), width), x.dtype)
+    _pick(_RMS_NORM_BACKWARD, x.size)(np.ascontiguousarray(dout, x.dtype), x, rstd,
+                                      _ones_if_none(weight, width, x.dtype, 1.0), dx, dw)
+    return dx, _sum_chunks(dw)
+
+
+# ----------------------------------------------------------------------------- SwiGLU gate
+
+@njit(inline="always", **_OPTIONS)
+def _sigmoid(v):  # noqa: ANN001, ANN202
+    """1 / (1 + e^-v) from e = exp(-|v|) (never overflows): e / (1 + e) for negative v."""
+    T = type(v)
+    e = exp_nonpositive(-abs(v))
+    return (T(1.0) if v >= 0 else e) / (T(1.0) + e)
+
+
+def _swiglu_loop(a, b, y):  # noqa: ANN001, ANN202
+    for i in prange(a.size):
+        v = a[i]
+        y[i] = v * _sigmoid(v) * b[i]
+
+
+def _swiglu_backward_loop(a, b, dout, da, db):  # noqa: ANN001, ANN202
+    T = a.dtype.type
+    for i in prange(a.size):
+        v = a[i]
+        s = _sigmoid(v)
+        da[i] = dout[i] * b[i] * s * (T(1.0) + v * (T(1.0) - s))
+        db[i] = dout[i] * v * s
+
+
+_SWIGLU = _serial_and_parallel(_swiglu_loop)
+_SWIGLU_BACKWARD = _serial_and_parallel(_swiglu_backward_loop)
+
+
+def _flat(a: Any, dtype: Any) -> Any:
+    return np.ascontiguousarray(a, dtype).reshape(-1)
+
+
+def swiglu(a: Any, b: Any) -> Any:
+    """reference.swiglu in one pass."""
+    y = np.empty(a.shape, a.dtype)
+    _pick(_SWIGLU, a.size)(_flat(a, a.dtype), _flat(b, a.dtype), y.reshape(-1))
+    return y
+
+
+def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
+    """reference.swiglu_backward in one pass, sigmoid(a) recomputed from a."""
+    da, db = np.empty(a.shape, a.dtype), np.empty(a.shape, a.dtype)
+    _pick(_SWIGLU_BACKWARD, a.size)(_flat(a, a.dtype), _flat(b, a.dtype), _flat(dout, a.dtype),
+                                    da.reshape(-1), db.reshape(-1))
+    return da, db
+
+
 # ----------------------------------------------------------------------------- softmax rows
 
 def _softmax_loop(x, y, log):  # noqa: ANN001, ANN202

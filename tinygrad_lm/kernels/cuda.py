@@ -98,6 +98,21 @@ LAYER_NORM_WEIGHT_GRAD = Reduction(
     "T dy, T x, T mean, T rstd", "T total", "dy * (x - mean) * rstd", "a + b", "total = a",
     "0", "tinygrad_lm_layer_norm_weight_grad")
 
+# y = silu(a) b, silu(a) = a sigmoid(a); sigmoid from exp of a non-positive argument only
+SWIGLU_FORWARD = Elementwise(
+    "T a, T b", "T y",
+    "T s = a >= (T)0 ? (T)1 / ((T)1 + exp(-a)) : exp(a) / ((T)1 + exp(a));"
+    " y = a * s * b;",
+    "tinygrad_lm_swiglu_forward")
+
+# da = dy b s (1 + a (1 - s)), db = dy a s, with s = sigmoid(a)
+SWIGLU_BACKWARD = Elementwise(
+    "T a, T b, T dy", "T da, T db",
+    "T s = a >= (T)0 ? (T)1 / ((T)1 + exp(-a)) : exp(a) / ((T)1 + exp(a));"
+    " da = dy * b * s * ((T)1 + a * ((T)1 - s));"
+    " db = dy * a * s;",
+    "tinygrad_lm_swiglu_backward")
+
 # log sum exp(z - zmax) over a row (zmax, the row's max, keeps exp from overflowing)
 LOG_SUM_EXP_SHIFTED = Reduction(
     "T z, T zmax", "T log_sum",
@@ -185,6 +200,35 @@ def layer_norm_backward(dout: Any, x: Any, mean: Any, rstd: Any,
                   keepdims=True)
     dx = run(LAYER_NORM_BACKWARD, dout, w, x, mean, rstd, mean_g, mean_gx)
     return dx, run(LAYER_NORM_WEIGHT_GRAD, dout, x, mean, rstd, axis=0), dout.sum(axis=0)
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> tuple[Any, Any]:
+    """reference.rms_norm: layer norm's kernels with the mean held at 0 (RMS norm is layer
+    norm without the centering): an rstd reduction, one kernel for y."""
+    rstd = run(LAYER_NORM_RSTD, x, 0, 1.0 / x.shape[1], eps, axis=1, keepdims=True)
+    y = run(LAYER_NORM_FORWARD, x, 0, rstd,
+            1 if weight is None else weight.astype(x.dtype, copy=False), 0)
+    return y, rstd
+
+
+def rms_norm_backward(dout: Any, x: Any, rstd: Any, weight: Any) -> tuple[Any, Any]:
+    """reference.rms_norm_backward: layer norm's kernels with the mean, and mean(g), at 0."""
+    w = 1 if weight is None else weight.astype(x.dtype, copy=False)
+    mean_gx = run(LAYER_NORM_MEAN_GX, dout, w, x, 0, rstd, 1.0 / x.shape[1], axis=1,
+                  keepdims=True)
+    dx = run(LAYER_NORM_BACKWARD, dout, w, x, 0, rstd, 0, mean_gx)
+    return dx, run(LAYER_NORM_WEIGHT_GRAD, dout, x, 0, rstd, axis=0)
+
+
+def swiglu(a: Any, b: Any) -> Any:
+    """reference.swiglu: one elementwise kernel."""
+    return run(SWIGLU_FORWARD, a, b.astype(a.dtype, copy=False))
+
+
+def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
+    """reference.swiglu_backward: one elementwise kernel with two outputs."""
+    return run(SWIGLU_BACKWARD, a, b.astype(a.dtype, copy=False),
+               dout.astype(a.dtype, copy=False))
 
 
 def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[Any, Any]:

@@ -77,6 +77,47 @@ def layer_norm_backward(dout: Any, x: Any, mean: Any, rstd: Any,
     return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 
 
+# ----------------------------------------------------------------------------- RMS norm
+
+def rms_norm(x: Any, weight: Any, eps: float) -> tuple[Any, Any]:
+    """Over each row of the 2-d ``x``: xhat = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps),
+    then y = xhat * weight (optional). Returns y and each row's rstd, which backward needs
+    with x. (Layer norm without the centering and the bias.)"""
+    rstd = 1 / _xp(x).sqrt((x * x).mean(axis=1, keepdims=True) + eps)
+    y = x * rstd
+    return (y * weight if weight is not None else y), rstd
+
+
+def rms_norm_backward(dout: Any, x: Any, rstd: Any, weight: Any) -> tuple[Any, Any]:
+    """With g = dout * weight: dx = rstd (g - xhat mean(g xhat)) per row;
+    dweight = sum over rows of dout xhat."""
+    xhat = x * rstd
+    g = dout * weight if weight is not None else dout
+    dx = rstd * (g - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return dx, (dout * xhat).sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- SwiGLU gate
+
+def _sigmoid(a: Any) -> Any:
+    """1 / (1 + e^-a), from e^-|a| (which never overflows): e / (1 + e) for negative a."""
+    xp = _xp(a)
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1, e) / (1 + e)
+
+
+def swiglu(a: Any, b: Any) -> Any:
+    """The gate of a SwiGLU MLP: y = silu(a) * b with silu(a) = a sigmoid(a)."""
+    return a * _sigmoid(a) * b
+
+
+def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
+    """With s = sigmoid(a): silu'(a) = s + a s (1 - s) = s (1 + a (1 - s)), so
+    da = dout * b * s (1 + a (1 - s)) and db = dout * a s."""
+    s = _sigmoid(a)
+    return dout * b * s * (1 + a * (1 - s)), dout * a * s
+
+
 # ----------------------------------------------------------------------------- softmax
 
 def softmax(x: Any, axis: int) -> Any:

@@ -184,8 +184,13 @@ def config_to_hf(config: GPTConfig) -> dict[str, Any]:
     """GPT-2's ``config.json`` for ``config``; refuses a config GPT-2 cannot express."""
     other = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in GPT2_FIELDS and getattr(config, f.name) != f.default}
+    if other.get("n_kv_head") == config.n_head:  # as many key/value heads as GPT-2's
+        del other["n_kv_head"]
     if other:
-        raise PretrainedError(f"GPT-2's format cannot express {other}")
+        settings = ", ".join(f"{name}={value!r}" for name, value in other.items())
+        raise PretrainedError(f"GPT-2's format cannot express this model ({settings}): GPT-2 "
+                              "has learned position embeddings, LayerNorm, the 4x GELU MLP and "
+                              "a key/value head per query head")
     activation = "gelu_new" if config.gelu_approximate == "tanh" else "gelu"
     return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
             "vocab_size": config.vocab_size, "n_positions": config.block_size,

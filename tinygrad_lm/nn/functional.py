@@ -1,15 +1,16 @@
 """Functional forms of the layers and losses (``import tinygrad_lm.nn.functional as F``).
 
-The hot ones (softmax, log_softmax, cross_entropy, layer_norm, gelu, attention) run fused
-kernels from ``tinygrad_lm.fused``; the rest are compositions of Tensor ops.
+The hot ones (softmax, log_softmax, cross_entropy, layer_norm, rms_norm, gelu, swiglu,
+attention) run fused kernels from ``tinygrad_lm.fused``; the rest are compositions of Tensor
+ops.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Sequence
 
-from .. import fused
-from ..tensor import Tensor
+from .. import backend, fused
+from ..tensor import Tensor, cat
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -161,6 +162,74 @@ def layer_norm(x: Tensor, normalized_shape: int | Sequence[int], weight: Tensor 
     b = bias.reshape(-1) if bias is not None and len(shape) != 1 else bias
     out = fused.LayerNorm.apply(flat, w, b, eps=eps)
     return out.reshape(*x.shape) if len(shape) != 1 else out
+
+
+def rms_norm(x: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,
+             eps: float = 1e-5) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` (fused.RMSNorm;
+    PyTorch's ``F.rms_norm`` with eps 1e-5).
+
+    >>> from tinygrad_lm import Tensor
+    >>> [round(v, 3) for v in rms_norm(Tensor([[3.0, -4.0]]), 2).tolist()[0]]
+    [0.849, -1.131]
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(f"rms_norm: input of shape {x.shape} does not end with "
+                         f"normalized_shape {shape}")
+    flat = x.reshape(*x.shape[:x.ndim - len(shape)], -1) if len(shape) != 1 else x
+    w = weight.reshape(-1) if weight is not None and len(shape) != 1 else weight
+    out = fused.RMSNorm.apply(flat, w, eps=eps)
+    return out.reshape(*x.shape) if len(shape) != 1 else out
+
+
+def swiglu(a: Tensor, b: Tensor) -> Tensor:
+    """The gate of a SwiGLU MLP, silu(a) * b, in one fused op (fused.SwiGLU): in the MLP,
+    a = w1(x) and b = w3(x).
+
+    >>> from tinygrad_lm import Tensor
+    >>> [round(v, 4) for v in swiglu(Tensor([0.0, 1.0]), Tensor([5.0, 2.0])).tolist()]
+    [0.0, 1.4621]
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"swiglu: a of shape {a.shape} and b of shape {b.shape} must have the "
+                         f"same shape")
+    if a.dtype != b.dtype:
+        raise TypeError(f"swiglu: a is {a.dtype} but b is {b.dtype}; convert one of them")
+    return fused.SwiGLU.apply(a, b)
+
+
+def rotary_tables(start: int, length: int, head_size: int, base: float = 10000.0,
+                  dtype: Any = "float32", device: Any = None) -> tuple[Tensor, Tensor]:
+    """cos and sin of the RoPE angles theta[t, i] = t * base^(-2i / head_size) for the
+    positions t = start .. start + length - 1 and i < head_size / 2: two (length,
+    head_size / 2) tensors. The angles are computed in float64, so a far position rounds
+    like a near one."""
+    if head_size % 2:
+        raise ValueError(f"rotary_tables: head_size must be even, got {head_size}")
+    xp = backend.get_device(device).xp
+    inv_freq = base ** (-xp.arange(0, head_size, 2, dtype=xp.float64) / head_size)
+    angles = xp.arange(start, start + length, dtype=xp.float64)[:, None] * inv_freq
+    return Tensor._make(xp.cos(angles).astype(dtype)), Tensor._make(xp.sin(angles).astype(dtype))
+
+
+def rotary_embedding(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE, rotate-half convention: each pair (x1, x2) = (x[..., i], x[..., i + d/2]) of the
+    last axis (size d) turns by its angle theta, (x1 cos - x2 sin, x1 sin + x2 cos), with
+    ``cos``, ``sin`` (T, d/2) from `rotary_tables` for x (..., T, d). A rotation is
+    orthogonal, so d/dx is the rotation by -theta: (g1 cos + g2 sin, g2 cos - g1 sin).
+
+    >>> from tinygrad_lm import Tensor
+    >>> cos, sin = Tensor([[0.0]]), Tensor([[1.0]])  # a quarter turn
+    >>> rotary_embedding(Tensor([[1.0, 2.0]]), cos, sin).tolist()
+    [[-2.0, 1.0]]
+    """
+    half = x.shape[-1] // 2
+    if x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
+        raise ValueError(f"rotary_embedding: x of shape {x.shape} needs an even last axis and "
+                         f"cos, sin of shape {(x.shape[-2], half)}, got {cos.shape}, {sin.shape}")
+    x1, x2 = x[..., :half], x[..., half:]
+    return cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
 def embedding(idx: Any, weight: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Layers: Linear, Embedding, LayerNorm, Dropout and the activations."""
+"""Layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout and the activations."""
 from __future__ import annotations
 
 import math
@@ -73,6 +73,27 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, bias={self.bias is not None}"
+
+
+class RMSNorm(Module):
+    """Scale the last dimension to unit root-mean-square, then by a learned weight (no
+    centering, no bias): x / sqrt(mean(x^2) + eps) * weight.
+
+    >>> from tinygrad_lm import Tensor
+    >>> [round(v, 3) for v in RMSNorm(2)(Tensor([[1.0, -1.0]])).tolist()[0]]
+    [1.0, -1.0]
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = Parameter(Tensor.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, self.dim, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
 
 
 class Dropout(Module):
