@@ -322,7 +322,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> tuple[Any, Any]:
     rows, width = x.shape
     y = np.empty_like(x)
     rstd = np.empty((rows, 1), x.dtype)
-    _pick(_RMS_NORM, x.size)(x, _ones_if_none(weight, width, x.dtype, 1.0), eps, y, rstd)
+    _run(_RMS_NORM, x.size, x, _ones_if_none(weight, width, x.dtype, 1.0), eps, y, rstd)
     return y, rstd
 
 
@@ -332,8 +332,8 @@ def rms_norm_backward(dout: Any, x: Any, rstd: Any, weight: Any) -> tuple[Any, A
     rows, width = x.shape
     dx = np.empty_like(x)
     dw = np.zeros((max(1, min(SUM_CHUNKS, rows)), width), x.dtype)
-    _pick(_RMS_NORM_BACKWARD, x.size)(np.ascontiguousarray(dout, x.dtype), x, rstd,
-                                      _ones_if_none(weight, width, x.dtype, 1.0), dx, dw)
+    _run(_RMS_NORM_BACKWARD, x.size, np.ascontiguousarray(dout, x.dtype), x, rstd,
+         _ones_if_none(weight, width, x.dtype, 1.0), dx, dw)
     return dx, _sum_chunks(dw)
 
 
@@ -373,15 +373,15 @@ def _flat(a: Any, dtype: Any) -> Any:
 def swiglu(a: Any, b: Any) -> Any:
     """reference.swiglu in one pass."""
     y = np.empty(a.shape, a.dtype)
-    _pick(_SWIGLU, a.size)(_flat(a, a.dtype), _flat(b, a.dtype), y.reshape(-1))
+    _run(_SWIGLU, a.size, _flat(a, a.dtype), _flat(b, a.dtype), y.reshape(-1))
     return y
 
 
 def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
     """reference.swiglu_backward in one pass, sigmoid(a) recomputed from a."""
     da, db = np.empty(a.shape, a.dtype), np.empty(a.shape, a.dtype)
-    _pick(_SWIGLU_BACKWARD, a.size)(_flat(a, a.dtype), _flat(b, a.dtype), _flat(dout, a.dtype),
-                                    da.reshape(-1), db.reshape(-1))
+    _run(_SWIGLU_BACKWARD, a.size, _flat(a, a.dtype), _flat(b, a.dtype),
+         _flat(dout, a.dtype), da.reshape(-1), db.reshape(-1))
     return da, db
 
 
