@@ -33,16 +33,16 @@ def test_cpu_kernel_equals_reference(case: str, rows: int, width: int, dtype: An
     kernel_cases.assert_close(expected, actual, dtype, extreme, case)
 
 
-@pytest.mark.parametrize("case", ["gelu", "layer_norm_backward", "rms_norm_backward",
-                                  "swiglu_backward", "cross_entropy_backward",
-                                  "attention_backward", "adam_step", "bias_backward"])
-def test_cpu_kernel_equals_reference_above_the_parallel_threshold(case: str) -> None:
-    """Inputs big enough to take the parallel variant of each kernel (float32 sums over tens
-    of thousands of rows: compared with tolerances scaled to the largest value)."""
-    rows = cpu.PARALLEL_MIN_ELEMENTS // 40 + 3
+@pytest.mark.parametrize("case", ["gelu", "layer_norm_backward", "cross_entropy_backward",
+                                  "attention_backward", "adam_step", "bias_backward",
+                                  "sum_of_squares"])
+def test_parallel_variants_equal_reference(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parallel variant of each kernel (the threshold lowered so that these inputs take
+    it; float32 sums over thousands of rows: tolerances scaled to the largest value)."""
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1024)
     for dtype in (np.float32, np.float64):
         expected, actual = kernel_cases.run_both(case, cpu, np.random.default_rng(1), dtype,
-                                                 rows, 67, False)
+                                                 2003, 67, False)
         kernel_cases.assert_close(expected, actual, dtype, dtype == np.float32, case)
 
 
@@ -146,11 +146,13 @@ print(kernels.for_array(x.data) is reference, len(caught), caught[0].message)
     assert out.stdout.startswith("True 1 tinygrad_lm: the compiled CPU kernels need Numba")
 
 
-def test_big_kernels_from_two_threads_at_once_do_not_abort() -> None:
+def test_big_kernels_from_two_threads_at_once_do_not_abort(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Numba's workqueue pool serves one caller at a time; a second thread runs serially."""
     import threading
 
-    x = np.random.default_rng(0).standard_normal(cpu.PARALLEL_MIN_ELEMENTS + 7).astype(np.float32)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 1024)
+    x = np.random.default_rng(0).standard_normal(1 << 16).astype(np.float32)
     expected = cpu.gelu(x, "none")
     results: list[Any] = []
 
