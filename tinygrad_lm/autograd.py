@@ -288,17 +288,13 @@ def _toposort(roots: Sequence["Tensor"]) -> list["Tensor"]:
 def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], retain_graph: bool,
                  create_graph: bool, inputs: Sequence["Tensor"] | None = None) -> dict[int, "Tensor"]:
     """The backward walk. Accumulates into leaves' ``.grad`` when ``inputs`` is None;
-    otherwise returns the gradients of ``inputs`` keyed by ``id`` and touches no ``.grad``."""
+    otherwise returns the gradients of ``inputs`` keyed by ``id`` and touches no ``.grad``.
+
+    The core is four lines: take the next tensor in reverse topological order, take its
+    summed gradient, ask its node for the gradients of the node's inputs (the vector-Jacobian
+    product), and add each to what that input has received so far."""
     order = _toposort(roots)
-    wanted: set[int] | None = None
-    if inputs is not None:
-        targets = {_key(t) for t in inputs}
-        wanted = set()  # nodes with a path to an input: only their gradients are computed
-        for t in order:
-            ctx = t._ctx
-            if _key(t) in targets or (ctx is not None and any(
-                    need and _key(p) in wanted for p, need in zip(ctx.parents, ctx.needs_input_grad))):
-                wanted.add(_key(t))
+    wanted = None if inputs is None else _leading_to(order, inputs)
     grads: dict[int, Tensor] = {}
     for root, g in zip(roots, root_grads):
         _accumulate(grads, _key(root), g)
@@ -306,50 +302,94 @@ def run_backward(roots: Sequence["Tensor"], root_grads: Sequence["Tensor"], reta
     with config.set_grad_enabled(create_graph):
         while order:  # popping drops the list's reference: a used node's output can be freed
             t = order.pop()
-            key = _key(t)
-            g = grads.pop(key, None)
-            if g is None or (wanted is not None and key not in wanted):
+            g = grads.pop(_key(t), None)
+            if g is None or (wanted is not None and _key(t) not in wanted):
                 continue
-            ctx = t._ctx
-            for hook in (t._hooks if ctx is None else ctx._hooks) or ():
-                replaced = hook(g)  # `hook(g) or g` would ask a Tensor for its truth value
-                if replaced is not None:
-                    g = replaced
+            g = _after_hooks(t, g)
             if inputs is not None:
-                results[key] = g
-            elif ctx is None:
-                t.grad = (g if create_graph else Tensor._make(g.data.copy())) if t.grad is None \
-                    else t.grad + g
+                results[_key(t)] = g
+            ctx = t._ctx
             if ctx is None:
+                if inputs is None:
+                    _into_leaf(t, g, create_graph)
                 continue
-            retained = ctx._retained() if ctx._retained is not None and inputs is None else None
-            if retained is not None:
-                retained.grad = g if retained.grad is None else retained.grad + g
-            needs = ctx.needs_input_grad
-            if wanted is not None:  # skip the inputs that lead to none of `inputs`
-                ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))
-            if ctx._born < config._write_clock:  # something was written in place since
-                _check_unmodified(ctx)
-            tracer = config._tracer
-            if tracer is None:
-                parent_grads = ctx._vjp(g, create_graph)
-            else:
-                started = tracer.start([g], backward=True)
-                parent_grads = ctx._vjp(g, create_graph)
-                tracer.backward(ctx.name, g, parent_grads, started)
-            for i, (p, need) in enumerate(zip(ctx.parents, ctx.needs_input_grad)):
-                pg = parent_grads[i] if need and i < len(parent_grads) else None
-                if pg is None:
-                    continue
-                if pg.shape != p.shape:
-                    pg = pg.sum_to(p.shape, op=ctx.name, input_index=i)
-                if pg.data.dtype != p.data.dtype:  # a gradient has its input's dtype
-                    pg = pg.astype(p.data.dtype)
+            if inputs is None:
+                _into_retained(ctx, g)
+            for p, pg in _input_grads(ctx, g, create_graph, wanted):
                 _accumulate(grads, _key(p), pg)
-            ctx.needs_input_grad = needs
             if not retain_graph:
                 ctx._release()
     return results
+
+
+def _leading_to(order: list["Tensor"], inputs: Sequence["Tensor"]) -> set[int]:
+    """The keys of the tensors in ``order`` with a path to one of ``inputs``: only their
+    gradients are computed by ``grad()``."""
+    targets = {_key(t) for t in inputs}
+    wanted: set[int] = set()
+    for t in order:
+        ctx = t._ctx
+        if _key(t) in targets or (ctx is not None and any(
+                need and _key(p) in wanted for p, need in zip(ctx.parents, ctx.needs_input_grad))):
+            wanted.add(_key(t))
+    return wanted
+
+
+def _after_hooks(t: "Tensor", g: "Tensor") -> "Tensor":
+    """``g`` passed through the hooks registered on ``t`` (a hook may return a replacement)."""
+    ctx = t._ctx
+    for hook in (t._hooks if ctx is None else ctx._hooks) or ():
+        replaced = hook(g)  # `hook(g) or g` would ask a Tensor for its truth value
+        if replaced is not None:
+            g = replaced
+    return g
+
+
+def _into_leaf(t: "Tensor", g: "Tensor", create_graph: bool) -> None:
+    """Accumulate ``g`` into the leaf's ``.grad`` (a copy: ``g`` may be shared)."""
+    t.grad = (g if create_graph else Tensor._make(g.data.copy())) if t.grad is None \
+        else t.grad + g
+
+
+def _into_retained(ctx: Function, g: "Tensor") -> None:
+    """Keep ``g`` as the ``.grad`` of the non-leaf output of ``ctx`` if it asked to
+    (``retain_grad``)."""
+    retained = ctx._retained() if ctx._retained is not None else None
+    if retained is not None:
+        retained.grad = g if retained.grad is None else retained.grad + g
+
+
+def _input_grads(ctx: Function, g: "Tensor", create_graph: bool,
+                 wanted: set[int] | None) -> list[tuple[Any, "Tensor"]]:
+    """(input, its gradient) for each input of ``ctx`` that needs one, given the gradient
+    ``g`` of its output: the node's vector-Jacobian product, with broadcasting undone
+    (``sum_to``) and each gradient in its input's dtype."""
+    needs = ctx.needs_input_grad
+    if wanted is not None:  # skip the inputs that lead to none of `inputs`
+        ctx.needs_input_grad = tuple(n and _key(p) in wanted for p, n in zip(ctx.parents, needs))
+    try:
+        if ctx._born < config._write_clock:  # something was written in place since
+            _check_unmodified(ctx)
+        tracer = config._tracer
+        if tracer is None:
+            parent_grads = ctx._vjp(g, create_graph)
+        else:
+            started = tracer.start([g], backward=True)
+            parent_grads = ctx._vjp(g, create_graph)
+            tracer.backward(ctx.name, g, parent_grads, started)
+        out = []
+        for i, (p, need) in enumerate(zip(ctx.parents, ctx.needs_input_grad)):
+            pg = parent_grads[i] if need and i < len(parent_grads) else None
+            if pg is None:
+                continue
+            if pg.shape != p.shape:
+                pg = pg.sum_to(p.shape, op=ctx.name, input_index=i)
+            if pg.data.dtype != p.data.dtype:  # a gradient has its input's dtype
+                pg = pg.astype(p.data.dtype)
+            out.append((p, pg))
+        return out
+    finally:
+        ctx.needs_input_grad = needs
 
 
 def _accumulate(grads: dict[int, "Tensor"], key: int, g: "Tensor") -> None:

@@ -112,25 +112,26 @@ def _exp_nonpositive(v):  # noqa: ANN001, ANN202  (Numba matches its signature)
     return exp32
 
 
-def gaussian_cdf(x):  # noqa: ANN001, ANN201
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 (compiled only; see the overload below)."""
+def gaussian_cdf(x, e):  # noqa: ANN001, ANN201
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, given e = exp(-x^2 / 2) (which GELU's backward
+    needs for phi(x) as well); compiled only, see the overload below."""
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 @overload(gaussian_cdf, inline="always", jit_options={"fastmath": FASTMATH})
-def _gaussian_cdf(x):  # noqa: ANN001, ANN202  (Numba matches its signature)
+def _gaussian_cdf(x, e):  # noqa: ANN001, ANN202  (Numba matches its signature)
     """float32: Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, as reference.py's erf), written
     as erfc(|x| / sqrt 2) = poly(t) exp(-x^2 / 2) so the tail loses no digits. float64: libm."""
     if x != types.float32:
-        return lambda x: 0.5 + 0.5 * math.erf(x * 0.7071067811865476)
+        return lambda x, e: 0.5 + 0.5 * math.erf(x * 0.7071067811865476)
 
-    def cdf32(x):  # noqa: ANN001, ANN202
-        a = abs(x) * np.float32(0.7071067811865476)
-        t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.3275911) * a)
+    def cdf32(x, e):  # noqa: ANN001, ANN202
+        t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.3275911 * 0.7071067811865476)
+                               * abs(x))
         poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (
             np.float32(1.421413741) + t * (np.float32(-1.453152027)
                                            + t * np.float32(1.061405429)))))
-        tail = np.float32(0.5) * poly * exp_nonpositive(-a * a)  # Phi(-|x|)
+        tail = np.float32(0.5) * poly * e  # Phi(-|x|)
         return tail if x < 0 else np.float32(1.0) - tail
     return cdf32
 
@@ -146,7 +147,7 @@ def _gelu_loop(x, y, tanh_form):  # noqa: ANN001, ANN202
     else:
         for i in prange(x.size):
             v = x[i]
-            y[i] = v * gaussian_cdf(v)
+            y[i] = v * gaussian_cdf(v, exp_nonpositive(T(-0.5) * v * v))
 
 
 def _gelu_backward_loop(x, dout, dx, tanh_form):  # noqa: ANN001, ANN202
@@ -161,8 +162,8 @@ def _gelu_backward_loop(x, dout, dx, tanh_form):  # noqa: ANN001, ANN202
     else:
         for i in prange(x.size):
             v = x[i]
-            pdf = exp_nonpositive(T(-0.5) * v * v) * T(0.3989422804014327)
-            dx[i] = dout[i] * (gaussian_cdf(v) + v * pdf)
+            e = exp_nonpositive(T(-0.5) * v * v)  # serves both Phi(x) and phi(x)
+            dx[i] = dout[i] * (gaussian_cdf(v, e) + v * e * T(0.3989422804014327))
 
 
 @njit(inline="always", **_OPTIONS)
