@@ -343,7 +343,7 @@ def test_the_rolling_cache_is_filled_once_and_never_refilled(monkeypatch):
 
 def test_with_one_layer_the_rolling_cache_equals_the_model_on_the_last_window():
     """One layer: a token's logits depend only on the last block_size tokens, so each
-    generated token is the argmax of the model run on exactly them (API.md's statement)."""
+    generated token is the argmax of the model run on exactly them."""
     tl.manual_seed(0)
     model = spread(GPT(config(pos_emb="rope", n_layer=1)).eval())
     out = model.generate(np.array([[1, 2, 3]]), 25, temperature=0.0).numpy()[0]

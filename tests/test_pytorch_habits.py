@@ -1,5 +1,4 @@
-"""PyTorch habits that work here too (API.md, "Additions: PyTorch habits" and "Precise
-points"): size() and numel(), dim=/keepdim=, to() and the dtype methods, copies and shared
+"""PyTorch habits that work here too: size() and numel(), dim=/keepdim=, to() and the dtype methods, copies and shared
 memory, in-place ops with PyTorch's autograd rules, max(dim=), the loss modules, and what
 optimizers accept. The values expected here are PyTorch's."""
 from __future__ import annotations

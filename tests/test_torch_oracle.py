@@ -1,5 +1,5 @@
 """Every op of the op_specs table against PyTorch: forward and backward, float64 (tight) and
-float32 (loose). PyTorch is the fuller specification of API.md, so a mismatch here is a bug."""
+float32 (loose). The public API is PyTorch's, so a mismatch here is a bug."""
 from __future__ import annotations
 
 from typing import Any

@@ -18,7 +18,7 @@ from .tracing import trace
 from .kernels import get_kernels, set_kernels, set_num_threads
 
 from . import nn, optim  # noqa: E402  (built on the names above)
-from . import data  # noqa: E402  (tl.data.GPT2Tokenizer, as API.md names it)
+from . import data  # noqa: E402  (tl.data.GPT2Tokenizer, as PyTorch-style code spells it)
 
 zeros, ones, full = Tensor.zeros, Tensor.ones, Tensor.full
 zeros_like, ones_like = Tensor.zeros_like, Tensor.ones_like
