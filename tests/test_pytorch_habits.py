@@ -1,6 +1,6 @@
-"""PyTorch habits that work here too: size() and numel(), dim=/keepdim=, to() and the dtype methods, copies and shared
-memory, in-place ops with PyTorch's autograd rules, max(dim=), the loss modules, and what
-optimizers accept. The values expected here are PyTorch's."""
+"""PyTorch habits that work here too: size() and numel(), dim=/keepdim=, to() and the dtype
+methods, copies and shared memory, in-place ops with PyTorch's autograd rules, max(dim=),
+the loss modules, and what optimizers accept. The values expected here are PyTorch's."""
 from __future__ import annotations
 
 from typing import Any, Callable
