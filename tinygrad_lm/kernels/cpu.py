@@ -389,16 +389,23 @@ def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
 
 # ----------------------------------------------------------------------------- softmax rows
 
+@njit(inline="always", **_OPTIONS)
+def _max_and_sum_exp(row):  # noqa: ANN001, ANN202
+    """The row's max m and sum exp(row - m) (each term <= 1: nothing overflows)."""
+    top = row[0]
+    for j in range(1, row.size):
+        top = max(top, row[j])
+    total = row.dtype.type(0.0)
+    for j in range(row.size):
+        total += exp_nonpositive(row[j] - top)
+    return top, total
+
+
 def _softmax_loop(x, y, log):  # noqa: ANN001, ANN202
     T = x.dtype.type
     rows, width = x.shape
     for r in prange(rows):
-        top = x[r, 0]
-        for j in range(1, width):
-            top = max(top, x[r, j])
-        total = T(0.0)
-        for j in range(width):
-            total += exp_nonpositive(x[r, j] - top)
+        top, total = _max_and_sum_exp(x[r])
         if log:  # (x - max) - log total, as reference.py does
             log_total = math.log(total)
             for j in range(width):
@@ -483,12 +490,7 @@ def _cross_entropy_loop(z, targets, ignore_index, losses, log_norm):  # noqa: AN
     T = z.dtype.type
     rows, width = z.shape
     for r in prange(rows):
-        top = z[r, 0]
-        for j in range(1, width):
-            top = max(top, z[r, j])
-        total = T(0.0)
-        for j in range(width):
-            total += exp_nonpositive(z[r, j] - top)
+        top, total = _max_and_sum_exp(z[r])
         log_norm[r] = top + math.log(total)
         t = targets[r]
         losses[r] = T(0.0) if t == ignore_index else log_norm[r] - z[r, t]
