@@ -21,24 +21,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinygrad_lm as tl  # noqa: E402
-from tinygrad_lm.data.batches import TokenDataset  # noqa: E402
+from tinygrad_lm.data.corpora import load_corpus  # noqa: E402
+from tinygrad_lm.evaluate import split_ids, split_loss  # noqa: E402
 from tinygrad_lm.sample import generate_text, load_model  # noqa: E402
 from tinygrad_lm.train import CHECKPOINT  # noqa: E402
-
-
-@tl.no_grad()
-def full_split_loss(model: tl.nn.Module, ids, block: int, batch: int = 64) -> float:
-    """Mean next-token loss over consecutive, non-overlapping windows of the whole split."""
-    n = (len(ids) - 1) // block
-    total, count = 0.0, 0
-    for start in range(0, n, batch):
-        rows = range(start, min(n, start + batch))
-        x = [ids[r * block:(r + 1) * block] for r in rows]
-        y = [ids[r * block + 1:(r + 1) * block + 1] for r in rows]
-        _, loss = model(tl.Tensor(x, dtype="int64"), tl.Tensor(y, dtype="int64"))
-        total += loss.item() * len(x)
-        count += len(x)
-    return total / count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="shakespeare")
     parser.add_argument("--out", default="runs/quality")
     parser.add_argument("--skip-train", action="store_true", help="evaluate an existing run")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (train refuses otherwise)")
     parser.add_argument("--seed", type=int, default=1337, help="the training run's seed")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -55,23 +43,22 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "tinygrad_lm", "train", "--preset", "cpu",
                         "--data", args.data, "--out", str(out), "--seed", str(args.seed), "--quiet",
-                        "--sample-tokens", "0"],
+                        "--sample-tokens", "0"] + (["--overwrite"] if args.overwrite else []),
                        check=True)
         wall = time.perf_counter() - started
-    model, _ = load_model(out)
+    model, tokenizer = load_model(out)
     ckpt = tl.load(out / CHECKPOINT)
     model.load_state_dict(ckpt["model"])  # the final model, not the best one
     model.eval()
-    block = model.config.block_size
-    dataset = TokenDataset.open(out / "data")
+    val_ids = split_ids(load_corpus(args.data), tokenizer, "val")
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = [e for e in evals if "val_loss" in e][-1]
     result = {"iterations": last["iter"], "val_loss_20_batches": last["val_loss"],
               "train_loss_20_batches": last["train_loss"],
-              "val_loss_full_split": full_split_loss(model, dataset.val, block),
+              "val_loss_full_split": split_loss(model, val_ids, model.config.block_size)[0],
               "wall_s": wall}
     tl.manual_seed(1337)
-    result["sample"] = generate_text(model, load_model(out)[1], "\n", 500, temperature=0.8, seed=1337)
+    result["sample"] = generate_text(model, tokenizer, "\n", 500, temperature=0.8, seed=1337)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""The command line: ``tinygrad-lm {train,sample,export,bench,gradcheck,graph,exercises}``
+"""The command line: ``tinygrad-lm {train,sample,eval,export,bench,gradcheck,graph,exercises}``
 (also ``python -m tinygrad_lm``).
 
 Expected failures (a missing file, a bad flag value, an unknown character in a prompt) print
@@ -202,6 +202,32 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="a trained model's loss and perplexity on a whole split",
+                       description="Score the run in --out (its best checkpoint, else its "
+                       "latest) on every token of a split, in consecutive windows of its "
+                       "context: the loss without the sampling noise of training's estimate, "
+                       "and the perplexity exp(loss).")
+    p.add_argument("--out", default="out", help="the training run's directory (default: out)")
+    p.add_argument("--data", default=None, help="a text file or built-in corpus name "
+                   "(default: the one the run trained on), read with the run's tokenizer")
+    p.add_argument("--split", default="val", help="val (the last tenth, as in training) or "
+                   "train (default: val)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument("--device", default=None)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``tinygrad-lm eval``: the whole-split loss and perplexity of a run's model."""
+    from .evaluate import evaluate_run
+
+    r = evaluate_run(args.out, args.data, args.split, args.batch_size, args.device)
+    print(f"{r['split']} loss {r['loss']:.4f}, perplexity {r['perplexity']:.3f} over "
+          f"{r['tokens']:,} tokens of {r['data']} (whole split; {r['checkpoint']}, "
+          f"iteration {r['iter']})")
+    return 0
+
+
 def _export_parser(sub: argparse._SubParsersAction) -> None:
     from .export import FORMATS
 
@@ -265,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
+    _eval_parser(sub)
     _export_parser(sub)
     _bench_parser(sub)
     _gradcheck_parser(sub)
@@ -290,9 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)
-    handlers = {"train": run_train, "sample": run_sample, "export": run_export,
-                "bench": run_bench, "gradcheck": run_gradcheck, "graph": run_graph,
-                "exercises": exercises.run}
+    handlers = {"train": run_train, "sample": run_sample, "eval": run_eval,
+                "export": run_export, "bench": run_bench, "gradcheck": run_gradcheck,
+                "graph": run_graph, "exercises": exercises.run}
     try:
         return handlers[args.command](args)
     except (DataError, TrainingError, ValueError, OSError, RuntimeError, MemoryError) as exc:

@@ -19,8 +19,8 @@ from .train import BEST_CHECKPOINT, CHECKPOINT, TrainingError
 TOKENIZER_FILE = "tokenizer.tlm"
 
 
-def load_model(out: str | Path, device: str | None = None) -> tuple[GPT, tokenizers.Tokenizer]:
-    """The model and tokenizer of the run in ``out`` (its best checkpoint, else its latest)."""
+def read_checkpoint(out: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The path and contents of the run's best checkpoint in ``out``, else its latest."""
     out = Path(out)
     path = out / BEST_CHECKPOINT if (out / BEST_CHECKPOINT).exists() else out / CHECKPOINT
     if not path.exists():
@@ -29,6 +29,17 @@ def load_model(out: str | Path, device: str | None = None) -> tuple[GPT, tokeniz
     ckpt: dict[str, Any] = load(path)
     if ckpt.get("format") != "tinygrad_lm.gpt-checkpoint":
         raise TrainingError(f"{path} is not a tinygrad_lm GPT checkpoint")
+    return path, ckpt
+
+
+def load_model(out: str | Path, device: str | None = None) -> tuple[GPT, tokenizers.Tokenizer]:
+    """The model and tokenizer of the run in ``out`` (its best checkpoint, else its latest)."""
+    return model_from_checkpoint(read_checkpoint(out)[1], device)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | None = None
+                          ) -> tuple[GPT, tokenizers.Tokenizer]:
+    """The model (in eval mode, on ``device``) and tokenizer a checkpoint holds."""
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.to(backend.get_device(device)).eval()
