@@ -39,7 +39,7 @@ def for_array(array: Any) -> types.ModuleType:
     """The kernel module that serves ``array`` under the current setting."""
     if config.KERNELS == "reference":
         return reference
-    if type(array) is backend.CPU.xp.ndarray:
+    if backend.device_of(array) is backend.CPU:
         return _cpu_kernels()
     return _cuda_kernels()
 
