@@ -23,7 +23,7 @@ import pytest
 
 import tinygrad_lm as tl
 from tinygrad_lm import cli, serialization
-from tinygrad_lm.rundir import STAGING, holds_run
+from tinygrad_lm.rundir import STAGING, holds_run, recover
 from tinygrad_lm.train import CHECKPOINT, METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,11 @@ def step_losses(out: Path) -> list[tuple[int, float]]:
 
 
 def assert_intact(out: Path, killed: bool) -> int:
-    """The run in ``out`` reads back (checkpoint and metrics); returns its iteration, or -1
-    when ``out`` holds no run (a new run that stopped before its first checkpoint)."""
+    """The run in ``out``, as the next run finds it (after ``recover``, which finishes or
+    undoes a move of files that a kill interrupted), reads back (checkpoint and metrics);
+    returns its iteration, or -1 when ``out`` holds no run (a new run that stopped before its
+    first checkpoint)."""
+    recover(out)
     if not holds_run(out):
         assert not out.exists() or {p.name for p in out.iterdir()} <= {STAGING}
         return -1
@@ -78,8 +81,10 @@ def logged_lines(out: Path) -> int:
     """Lines in the metrics log of the run in ``out`` (staged or not): a step or evaluation
     each, so it tells how far the run has come."""
     for log in (out / METRICS, out / STAGING / METRICS):
-        if log.exists():
+        try:  # (the run may move its log from one place to the other meanwhile)
             return log.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue
     return 0
 
 
@@ -212,3 +217,44 @@ def test_a_diverging_new_run_leaves_the_old_run_resumable(corpus: Path, tmp_path
     assert snapshot(out) == before
     assert cli.main(["train", "--out", str(out), "--resume", "--max-iters", "12"]) == 0
     assert [i for i, _ in step_losses(out)] == list(range(1, 13))
+
+
+@pytest.mark.parametrize("moved_aside, moved_in", [
+    (1, 0),  # killed while moving the earlier run aside
+    (99, 0),  # all moved aside, nothing of the new run in yet
+    (99, 3),  # the new run's data, plot and config in, its metrics and checkpoints not
+    (99, 99),  # everything moved, only the clean-up left
+])
+def test_a_commit_killed_at_any_point_leaves_one_whole_run(tmp_path: Path, moved_aside: int,
+                                                          moved_in: int) -> None:
+    """RunDir.commit moves the earlier run aside, then the new run in (its checkpoint last);
+    replay it up to a point, as a kill would leave it, and ``recover`` must restore the
+    earlier run whole, or finish the new one."""
+    from tinygrad_lm.rundir import ALL_ASIDE, REPLACED, RUN_FILES
+
+    out = tmp_path / "run"
+    names = ("ckpt.tlm", "metrics.jsonl", "config.json")
+    (out / STAGING).mkdir(parents=True)
+    for name in names:
+        (out / name).write_text(f"old {name}")
+        (out / STAGING / name).write_text(f"new {name}")
+    (out / STAGING / "data").mkdir()
+    (out / STAGING / "data" / "train.bin").write_text("new data")
+    (out / "data").mkdir()
+    (out / "data" / "train.bin").write_text("old data")
+    aside = out / REPLACED
+    aside.mkdir()
+    old = [n for n in RUN_FILES if (out / n).exists()]
+    for name in old[:moved_aside]:
+        (out / name).replace(aside / name)
+    if moved_aside >= len(old):
+        (aside / ALL_ASIDE).touch()
+        new = [n for n in reversed(RUN_FILES) if (out / STAGING / n).exists()]
+        for name in new[:moved_in]:
+            (out / STAGING / name).replace(out / name)
+    recover(out)
+    which = "new" if moved_in >= 99 else "old"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "data"])
+    for name in names:
+        assert (out / name).read_text() == f"{which} {name}"
+    assert (out / "data" / "train.bin").read_text() == f"{which} data"

@@ -143,6 +143,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """``tinygrad-lm train``: a new run (preset < --config file < flags) or the resumed one,
     then a sample."""
+    from .rundir import recover
     from .run_config import new_run, read_toml, resumed_run
     from .sample import generate_text
     from .train import TrainConfig, read_checkpoint, train
@@ -156,6 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("--resume continues the run in --out and --overwrite starts it "
                              "over: give one of them")
         out = flags.get("out", file_values.get("out", TrainConfig.out))
+        recover(out)  # a commit that a killed run left half done
         checkpoint = read_checkpoint(out)
         cfg = resumed_run(checkpoint["train_config"], file_values,
                           {k: v for k, v in flags.items() if k != "resume"} | {"out": out})

@@ -8,6 +8,8 @@ configuration), ``loss.png`` and ``data/`` (the token cache).
 - A new run works in ``DIR/.incomplete-run/`` until it saves its first checkpoint, and only
   then moves its files into ``DIR``, replacing an earlier run's. A run that fails or is
   killed before that leaves ``DIR`` as it found it (and no ``DIR`` if it made it).
+- A process killed while moving those files leaves ``DIR/.replaced-run/``; the next run
+  first finishes the move or undoes it (``recover``), so ``DIR`` holds one whole run.
 - A resumed run works in ``DIR`` itself: checkpoints are replaced atomically, metrics are
   appended, after dropping the lines of steps that the checkpoint does not hold (those of a
   killed process, possibly with a half-written last line).
@@ -29,11 +31,38 @@ DATA = "data"
 RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, METRICS, CONFIG, PLOT, DATA)
 STAGING = ".incomplete-run"
 REPLACED = ".replaced-run"
+ALL_ASIDE = ".all-moved"  # in REPLACED: every file of the earlier run has been moved there
 
 
 def holds_run(out: Path) -> bool:
     """Whether ``out`` holds what a training run leaves: a checkpoint or a metrics log."""
     return any((out / name).exists() for name in (CHECKPOINT, BEST_CHECKPOINT, METRICS))
+
+
+def recover(out: str | Path) -> None:
+    """Finish or undo a ``RunDir.commit`` that a killed process left half done, so that
+    ``out`` holds either the earlier run or the new one, whole. Until the earlier run's files
+    were all moved aside they go back; until the new checkpoint was moved in, the new run's
+    files that made it are removed and the earlier run's go back; after that the commit is
+    finished."""
+    out = Path(out)
+    aside = out / REPLACED
+    if not aside.is_dir():
+        return
+    new_run_in = (aside / ALL_ASIDE).exists() and not (out / STAGING / CHECKPOINT).exists()
+    if not new_run_in:
+        if (aside / ALL_ASIDE).exists():  # the new run's files in out are partial
+            for name in RUN_FILES:
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        for name in RUN_FILES:
+            if (aside / name).exists():
+                (aside / name).replace(out / name)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    shutil.rmtree(aside)
 
 
 class RunDir:
@@ -46,6 +75,7 @@ class RunDir:
 
     def __init__(self, out: str | Path, resume: bool) -> None:
         self.out = Path(out)
+        recover(self.out)
         self.committed = resume
         self.replaces_run = not resume and holds_run(self.out)
         self._created: Path | None = None  # the topmost directory this run made
@@ -73,7 +103,8 @@ class RunDir:
 
     def commit(self) -> None:
         """Move a new run's files into ``out``, replacing an earlier run's (moved aside
-        first, deleted last). Called once its first checkpoint is written."""
+        first, deleted last). Called once its first checkpoint is written. A process killed
+        half-way leaves ``REPLACED`` behind, and ``recover`` puts things right."""
         if self.committed:
             return
         aside = self.out / REPLACED
@@ -82,7 +113,8 @@ class RunDir:
         for name in RUN_FILES:
             if (self.out / name).exists():
                 (self.out / name).replace(aside / name)
-        for name in RUN_FILES:
+        (aside / ALL_ASIDE).touch()
+        for name in reversed(RUN_FILES):  # the checkpoint last: once it is in, all is in
             if (self.work / name).exists():
                 (self.work / name).replace(self.out / name)
         shutil.rmtree(self.work)
