@@ -401,15 +401,22 @@ def _max_and_sum_exp(row):  # noqa: ANN001, ANN202
     return top, total
 
 
+@njit(**{**_OPTIONS, "fastmath": FASTMATH - {"reassoc"}})
+def _shift_row(row, top, log_total, out):  # noqa: ANN001, ANN202
+    """out = (row - max) - log total, as reference.py's log_softmax rounds it. Compiled
+    without reassociation, which would turn it into row - (max + log total) and round at
+    the scale of the max (log_softmax([20, 20]) would not be exactly -log 2)."""
+    for j in range(row.size):
+        out[j] = (row[j] - top) - log_total
+
+
 def _softmax_loop(x, y, log):  # noqa: ANN001, ANN202
     T = x.dtype.type
     rows, width = x.shape
     for r in prange(rows):
         top, total = _max_and_sum_exp(x[r])
-        if log:  # (x - max) - log total, as reference.py does
-            log_total = math.log(total)
-            for j in range(width):
-                y[r, j] = (x[r, j] - top) - log_total
+        if log:
+            _shift_row(x[r], top, math.log(total), y[r])
         else:
             inv = T(1.0) / total
             for j in range(width):
@@ -430,9 +437,7 @@ def _softmax_backward_loop(y, dout, dx, log):  # noqa: ANN001, ANN202
                 dx[r, j] = y[r, j] * (dout[r, j] - total)
 
 
-_SOFTMAX = _serial_and_parallel(_softmax_loop, fastmath=FASTMATH - {"reassoc"})
-"""(Without reassociation, which would turn (x - max) - log total back into
-x - (max + log total) and round log_softmax at the scale of the max.)"""
+_SOFTMAX = _serial_and_parallel(_softmax_loop)
 _SOFTMAX_BACKWARD = _serial_and_parallel(_softmax_backward_loop)
 
 
