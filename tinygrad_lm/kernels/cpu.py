@@ -246,7 +246,8 @@ _LAYER_NORM = _serial_and_parallel(_layer_norm_loop)
 _LAYER_NORM_BACKWARD = _serial_and_parallel(_layer_norm_backward_loop)
 
 
-def _ones_if_none(a: Any, width: int, dtype: Any, fill: float) -> Any:
+def _filled_if_none(a: Any, width: int, dtype: Any, fill: float) -> Any:
+    """An absent weight (``fill`` 1) or bias (``fill`` 0) as an array: one loop serves both."""
     return np.full(width, fill, dtype) if a is None else np.ascontiguousarray(a, dtype)
 
 
@@ -257,8 +258,8 @@ def layer_norm(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, An
     y = np.empty_like(x)
     mean = np.empty((rows, 1), x.dtype)
     rstd = np.empty((rows, 1), x.dtype)
-    _run(_LAYER_NORM, x.size, x, _ones_if_none(weight, width, x.dtype, 1.0),
-                               _ones_if_none(bias, width, x.dtype, 0.0), eps, y, mean, rstd)
+    _run(_LAYER_NORM, x.size, x, _filled_if_none(weight, width, x.dtype, 1.0),
+         _filled_if_none(bias, width, x.dtype, 0.0), eps, y, mean, rstd)
     return y, mean, rstd
 
 
@@ -272,7 +273,7 @@ def layer_norm_backward(dout: Any, x: Any, mean: Any, rstd: Any,
     dw = np.zeros((chunks, width), x.dtype)
     db = np.zeros((chunks, width), x.dtype)
     _run(_LAYER_NORM_BACKWARD, x.size, np.ascontiguousarray(dout, x.dtype), x, mean, rstd,
-                                        _ones_if_none(weight, width, x.dtype, 1.0), dx, dw, db)
+         _filled_if_none(weight, width, x.dtype, 1.0), dx, dw, db)
     return dx, _sum_chunks(dw), _sum_chunks(db)
 
 
@@ -324,7 +325,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> tuple[Any, Any]:
     rows, width = x.shape
     y = np.empty_like(x)
     rstd = np.empty((rows, 1), x.dtype)
-    _run(_RMS_NORM, x.size, x, _ones_if_none(weight, width, x.dtype, 1.0), eps, y, rstd)
+    _run(_RMS_NORM, x.size, x, _filled_if_none(weight, width, x.dtype, 1.0), eps, y, rstd)
     return y, rstd
 
 
@@ -335,7 +336,7 @@ def rms_norm_backward(dout: Any, x: Any, rstd: Any, weight: Any) -> tuple[Any, A
     dx = np.empty_like(x)
     dw = np.zeros((max(1, min(SUM_CHUNKS, rows)), width), x.dtype)
     _run(_RMS_NORM_BACKWARD, x.size, np.ascontiguousarray(dout, x.dtype), x, rstd,
-         _ones_if_none(weight, width, x.dtype, 1.0), dx, dw)
+         _filled_if_none(weight, width, x.dtype, 1.0), dx, dw)
     return dx, _sum_chunks(dw)
 
 
