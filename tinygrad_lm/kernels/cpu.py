@@ -194,7 +194,7 @@ def gelu_backward(x: Any, dout: Any, approximate: str) -> Any:
     flat = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat)
     _run(_GELU_BACKWARD, flat.size, flat, np.ascontiguousarray(dout, x.dtype).reshape(-1),
-                                     dx, approximate == "tanh")
+         dx, approximate == "tanh")
     return dx.reshape(x.shape)
 
 
@@ -530,7 +530,7 @@ def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[Any, An
     losses = np.empty(z.shape[0], z.dtype)
     log_norm = np.empty(z.shape[0], z.dtype)
     _run(_CROSS_ENTROPY, z.size, z, targets.astype(np.int64, copy=False), ignore_index,
-                                  losses, log_norm)
+         losses, log_norm)
     return losses, log_norm
 
 
@@ -540,8 +540,7 @@ def cross_entropy_backward(logits: Any, log_norm: Any, targets: Any, ignore_inde
     z = np.ascontiguousarray(logits)
     dz = np.empty_like(z)
     _run(_CROSS_ENTROPY_BACKWARD, z.size, z, log_norm, targets.astype(np.int64, copy=False),
-                                           ignore_index, np.ascontiguousarray(dout, z.dtype),
-                                           dz)
+         ignore_index, np.ascontiguousarray(dout, z.dtype), dz)
     return dz
 
 
