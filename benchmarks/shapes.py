@@ -43,7 +43,9 @@ def flops_per_step(name: str) -> float:
     backward). Matmul weights: per layer c_attn (3C x C), c_proj (C x C) and the MLP's
     (4C x C twice), plus lm_head (V x C, tied to the token embedding). The position
     embedding, norms and biases take part in no matmul, so they are left out (nanoGPT
-    leaves the position embedding out of its 6N too)."""
+    leaves the position embedding out of its 6N too). The count of
+    ``tinygrad_lm.models.gpt.training_flops_per_token``, written out here so that the torch
+    worker never imports tinygrad_lm (a test keeps the two equal)."""
     c = CONFIGS[name]
     width = c["n_embd"]
     weights = c["n_layer"] * 12 * width * width + VOCAB * width

@@ -366,6 +366,7 @@ def _state(pid: int) -> str:
 def test_shapes_match_the_model_and_the_trainer() -> None:
     from benchmarks import shapes
     from tinygrad_lm.models import GPT, GPTConfig
+    from tinygrad_lm.models.gpt import training_flops_per_token
     from tinygrad_lm.train import TrainConfig
 
     t = TrainConfig()
@@ -377,6 +378,9 @@ def test_shapes_match_the_model_and_the_trainer() -> None:
                  if len(p.shape) == 2 and "wpe" not in k)
     attention = 12 * c["n_layer"] * c["block_size"] * c["n_embd"]
     assert shapes.flops_per_step("tiny") == shapes.tokens("tiny") * (6 * matmul + attention)
+    for name in shapes.CONFIGS:  # the count written out for the torch worker is the model's
+        assert shapes.flops_per_step(name) == shapes.tokens(name) * \
+            training_flops_per_token(GPTConfig(**shapes.model_kwargs(name)))
     B, T, C = c["batch_size"], c["block_size"], c["n_embd"]
     assert shapes.op_shapes("gelu", "tiny") == [[B * T, 4 * C]]
     assert shapes.op_shapes("attention", "tiny") == [[B, c["n_head"], T, C // c["n_head"]]] * 3

@@ -6,8 +6,10 @@ every bad flag value is one line naming the flag; the run says what it is at the
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -243,6 +245,8 @@ def test_the_start_summary_and_progress_say_what_runs_and_how_fast(corpus: Path,
     assert "config: data=" in err and "max_iters=4" in err
     last = [line for line in err.splitlines() if line.startswith("iter 4/4")][0]
     assert "ms/iter" in last and "tok/s" in last and "elapsed" in last and "ETA" in last
+    assert re.search(r"tok/s, \d+% of matmul peak \|", last)
+    assert re.search(r"matmul peak: [\d,]+ GFLOP/s", err)
     assert "done: iterations 0 -> 4 (4 in" in err
     assert err.count("matplotlib is not installed") == 1
 
@@ -277,3 +281,15 @@ def test_gradcheck_picks_rows_by_a_word_and_lists_names_it_does_not_know(capsys)
     line = one_error_line(capsys.readouterr().err)
     assert "no check is named 'nope'; the checks are: add, sub," in line and "matmul 2-D" in line
 
+
+
+def test_the_share_of_the_matmul_peak_is_the_step_s_flops_over_the_peak():
+    from tinygrad_lm.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(0, 10, 100, stream=stream, flops_per_step=2e9, peak_flops=1e11)
+    progress.update(10, 1.0, 0.05)  # 2 GFLOP in 50 ms: 40 GFLOP/s of 100
+    assert "2,000 tok/s, 40% of matmul peak |" in stream.getvalue()
+    unmeasured = Progress(0, 10, 100, stream=io.StringIO())
+    unmeasured.update(1, 1.0, 0.05)
+    assert "2,000 tok/s |" in unmeasured.line(1, 1.0)

@@ -13,7 +13,7 @@ import pytest
 import tinygrad_lm as tl
 from tinygrad_lm import Tensor, cli
 from tinygrad_lm.models import GPT, GPTConfig
-from tinygrad_lm.models.gpt import swiglu_hidden_size
+from tinygrad_lm.models.gpt import swiglu_hidden_size, training_flops_per_token
 from tinygrad_lm.nn import functional as F
 
 OPTIONS = {
@@ -91,6 +91,17 @@ def test_swiglu_hidden_size_is_8_thirds_rounded_up_to_32(n_embd, hidden):
 
 
 # ----------------------------------------------------------------------------- the ops
+
+
+@pytest.mark.parametrize("options", [{}, {"mlp": "swiglu"}, {"n_kv_head": 2},
+                                     {"pos_emb": "rope", "norm": "rmsnorm", "mlp": "swiglu",
+                                      "n_kv_head": 1}])
+def test_training_flops_count_every_matmul_weight_six_times(options):
+    config = GPTConfig(block_size=16, vocab_size=30, n_layer=2, n_head=4, n_embd=32, **options)
+    model = GPT(config)
+    weights = sum(p.numel() for name, p in model.named_parameters()
+                  if p.ndim == 2 and "wpe" not in name)  # wte is lm_head's, counted once
+    assert training_flops_per_token(config) == 6 * weights + 12 * 2 * 16 * 32
 
 
 def test_rotary_embedding_passes_gradcheck():

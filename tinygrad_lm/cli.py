@@ -35,6 +35,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    f"'{DEFAULT_CORPUS}' (no download) or 'shakespeare' (default: {d.data})")
     p.add_argument("--out", default=None, help="directory for checkpoints and logs (default: out)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $TINYGRAD_LM_DEVICE or cpu)")
+    p.add_argument("--init-from", default=None, metavar="PATH", help="fine-tune pretrained "
+                   "weights: a Hugging Face GPT-2 directory or model.safetensors (its "
+                   "tokenizer beside it), a tinygrad-lm export, or gpt2, gpt2-medium, "
+                   "gpt2-large, gpt2-xl (downloaded once); defaults to --preset finetune")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default=None)
     p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size")
     for flag, kind in [("max-iters", int), ("batch-size", int), ("block-size", int),

@@ -3,7 +3,8 @@
 ``export_run(out)`` writes the run's checkpoint (its best, else its latest) as a Hugging
 Face GPT-2 directory, ``out/safetensors/``: ``model.safetensors`` and ``config.json``,
 which `GPT.from_pretrained` and Hugging Face's GPT2LMHeadModel read, and the run's own
-tokenizer as ``tokenizer.tlm``, so that ``tinygrad-lm sample --init-from`` can turn ids
+tokenizer (GPT-2's ``vocab.json`` and ``merges.txt`` for a fine-tuned GPT-2, else
+``tokenizer.tlm``), so that ``tinygrad-lm sample --init-from`` can turn ids
 back into text. The folder is named after the format, beside the checkpoints it was
 made from, which it never touches.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .sample import TOKENIZER_FILE, load_model
-from .serialization import save
+from .models.pretrained import save_tokenizer
+from .sample import load_model
 
 FORMATS = ("safetensors",)
 
@@ -24,5 +25,5 @@ def export_run(out: str | os.PathLike[str], fmt: str = "safetensors") -> Path:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, tokenizer = load_model(out)
     directory = model.save_pretrained(Path(out) / fmt)
-    save(tokenizer.to_dict(), directory / TOKENIZER_FILE)
+    save_tokenizer(tokenizer, directory)
     return directory

@@ -1,8 +1,10 @@
 """The configuration of a ``tinygrad-lm train`` run, put together from its sources.
 
-A new run: the preset (``--preset``, default ``cpu``), overridden by a TOML file
-(``--config FILE.toml``, its keys the flag names with underscores), overridden by the flags
-on the command line.
+A new run: the preset (``--preset``, default ``cpu``, or ``finetune`` with ``--init-from``),
+overridden by a TOML file (``--config FILE.toml``, its keys the flag names with
+underscores), overridden by the flags on the command line. Pretrained weights
+(``--init-from``) fix the model's shape and tokenizer, so the flags that set those are
+refused with them.
 
 A resumed run (``--resume``): the configuration saved in the run. The file and the flags
 may only change what does not alter the trained model: a larger ``--max-iters`` (the
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.corpora import BUILTIN_CORPORA
-from .train import PRESETS, ConfigError, TrainConfig, flag
+from .train import FIXED_BY_PRETRAINED, PRESETS, ConfigError, TrainConfig, flag
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,7 +36,7 @@ _TRANSIENT = frozenset({"out", "resume", "overwrite", "quiet"})  # not part of a
 def _field_kinds() -> dict[str, type]:
     """The type each TOML key must have: that of the field's default (str for device)."""
     kinds: dict[str, type] = {"preset": str, "device": str, "lr_decay_iters": int,
-                              "n_kv_head": int}
+                              "n_kv_head": int, "init_from": str}
     for field in dataclasses.fields(TrainConfig):
         if field.name not in kinds and field.name not in _NOT_IN_FILES:
             kinds[field.name] = type(field.default)
@@ -65,16 +67,18 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _normalized(values: dict[str, Any]) -> dict[str, Any]:
-    """A data file named by a relative path is recorded by its absolute path, so the run
-    can be resumed from another directory."""
-    data = values.get("data")
-    if isinstance(data, str) and data not in BUILTIN_CORPORA and Path(data).exists():
-        return {**values, "data": str(Path(data).resolve())}
+    """A data file or pretrained weights named by a relative path are recorded by their
+    absolute path, so the run can be resumed from another directory."""
+    values = dict(values)
+    for key in ("data", "init_from"):
+        path = values.get(key)
+        if isinstance(path, str) and path not in BUILTIN_CORPORA and Path(path).exists():
+            values[key] = str(Path(path).resolve())
     return values
 
 
 def _preset(given: dict[str, Any]) -> str:
-    name = given.get("preset", "cpu")
+    name = given.get("preset", "finetune" if given.get("init_from") else "cpu")
     if name not in PRESETS:
         raise ConfigError(f"--preset must be one of {', '.join(sorted(PRESETS))}, got {name!r}")
     return name
@@ -84,7 +88,16 @@ def new_run(file_values: dict[str, Any], flags: dict[str, Any]) -> TrainConfig:
     """A new run's configuration: preset < file < flags."""
     given = {**file_values, **flags}
     preset = _preset(given)
-    return TrainConfig(**_normalized({**PRESETS[preset], **given, "preset": preset}))
+    values = {**PRESETS[preset], **given, "preset": preset}
+    if given.get("init_from"):
+        fixed = [k for k in FIXED_BY_PRETRAINED if k in given or k in PRESETS[preset]]
+        if fixed:
+            source = f"--preset {preset}'s " if fixed[0] not in given else ""
+            raise ConfigError(f"{source}{flag(fixed[0])} cannot be combined with --init-from: "
+                              f"the pretrained weights fix the model and its tokenizer "
+                              f"(--block-size may shorten the context)")
+        values["tokenizer"] = "pretrained"
+    return TrainConfig(**_normalized(values))
 
 
 def resumed_run(saved: dict[str, Any], file_values: dict[str, Any],

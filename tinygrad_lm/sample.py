@@ -8,15 +8,11 @@ from typing import Any
 
 from . import backend
 from .data import tokenizers
-from .data.gpt2_tokenizer import GPT2Tokenizer
 from .models.gpt import GPT, GPTConfig
-from .models.pretrained import resolve_weights
+from .models.pretrained import load_pretrained_with_tokenizer
 from .serialization import load
 from .tensor import Tensor
 from .train import BEST_CHECKPOINT, CHECKPOINT, TrainingError
-
-# a run's own tokenizer, written beside its exported weights by `tinygrad-lm export`
-TOKENIZER_FILE = "tokenizer.tlm"
 
 
 def read_checkpoint(out: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -47,23 +43,14 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | None = None
 
 
 def load_pretrained_model(path: str | os.PathLike[str], device: str | None = None
-                          ) -> tuple[GPT, tokenizers.Tokenizer | GPT2Tokenizer]:
-    """The model of ``GPT.from_pretrained(path)`` and the tokenizer beside its weights:
-    GPT-2's (``vocab.json``, ``merges.txt``) or a run's (``tokenizer.tlm``)."""
-    weights = resolve_weights(path)
-    directory = weights.parent
-    if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-        tokenizer = GPT2Tokenizer.from_files(directory / "vocab.json", directory / "merges.txt")
-    elif (directory / TOKENIZER_FILE).is_file():
-        tokenizer = tokenizers.tokenizer_from_dict(load(directory / TOKENIZER_FILE))
-    else:
-        raise TrainingError(f"no tokenizer beside {weights}: it needs vocab.json and "
-                            f"merges.txt (GPT-2's) or {TOKENIZER_FILE} (tinygrad-lm export)")
-    model = GPT.from_pretrained(weights).to(backend.get_device(device)).eval()
-    return model, tokenizer
+                          ) -> tuple[GPT, tokenizers.Tokenizer]:
+    """The model (in eval mode, on ``device``) and tokenizer of pretrained weights: see
+    `models.pretrained.load_pretrained_with_tokenizer`."""
+    model, tokenizer = load_pretrained_with_tokenizer(path)
+    return model.to(backend.get_device(device)).eval(), tokenizer
 
 
-def generate_text(model: GPT, tokenizer: tokenizers.Tokenizer | GPT2Tokenizer,
+def generate_text(model: GPT, tokenizer: tokenizers.Tokenizer,
                   prompt: str = "\n", max_new_tokens: int = 500, temperature: float = 0.8, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = None,
                   use_cache: bool = True, context: str = "slide") -> str:
@@ -73,7 +60,7 @@ def generate_text(model: GPT, tokenizer: tokenizers.Tokenizer | GPT2Tokenizer,
     or the faster ``"halve"``."""
     if seed is not None:
         backend.manual_seed(seed)
-    ids = tokenizer.encode(prompt or "\n")  # an array, or a list from GPT-2's tokenizer
+    ids = tokenizer.encode(prompt or "\n")
     idx = Tensor(ids, dtype="int64", device=model.lm_head.weight.device).reshape(1, -1)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          use_cache=use_cache, context=context)

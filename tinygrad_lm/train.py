@@ -34,7 +34,9 @@ from . import backend, distributed, nn, optim
 from .atomic import atomic_write_bytes
 from .config import no_grad
 from .data import batches, corpora
-from .models.gpt import GPT, GPTConfig
+from .data.tokenizers import Tokenizer, tokenizer_from_dict
+from .models.gpt import GPT, GPTConfig, training_flops_per_token
+from .models.pretrained import load_pretrained_with_tokenizer
 from .progress import Progress
 from .rundir import (BEST_CHECKPOINT, CHECKPOINT, CONFIG, DATA, METRICS, PLOT, RunDir,
                      trim_metrics)
@@ -54,7 +56,8 @@ class TrainConfig:
     data: str = corpora.DEFAULT_CORPUS
     out: str = "out"
     device: str | None = None
-    tokenizer: str = "char"
+    init_from: str | None = None  # pretrained weights to fine-tune (their shape and tokenizer)
+    tokenizer: str = "char"  # "pretrained" with init_from: the one beside the weights
     vocab_size: int = 512  # BPE only; a char vocabulary is the corpus' characters
     max_iters: int = 2000
     batch_size: int = 12
@@ -102,7 +105,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                  eval_interval=50, eval_iters=5, warmup=10, sample_tokens=100),
     # the cpu preset's sizes with Llama's choices: rotary positions, RMSNorm, SwiGLU
     "llama": dict(pos_emb="rope", norm="rmsnorm", mlp="swiglu"),
+    # fine-tuning pretrained weights (--init-from): nanoGPT's finetune_shakespeare settings,
+    # a small constant learning rate, on windows a CPU can afford
+    "finetune": dict(max_iters=100, batch_size=4, block_size=256, lr=3e-5, min_lr=3e-5,
+                     warmup=0, eval_interval=25, eval_iters=10, sample_tokens=200),
 }
+# what pretrained weights fix, so --init-from refuses these flags (--block-size may crop)
+FIXED_BY_PRETRAINED = ("n_layer", "n_head", "n_embd", "bias", "pos_emb", "norm", "mlp",
+                       "n_kv_head", "tokenizer", "vocab_size")
 MODEL_CHOICES = {"pos_emb": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"),
                  "mlp": ("gelu", "swiglu")}
 
@@ -163,7 +173,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.pos_emb == "rope" and (cfg.n_embd // cfg.n_head) % 2:
         raise ConfigError(f"--pos-emb rope needs an even head size, and --n-embd {cfg.n_embd} / "
                           f"--n-head {cfg.n_head} is {cfg.n_embd // cfg.n_head}")
-    if cfg.tokenizer not in ("char", "bpe"):
+    if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from):
+        raise ConfigError(f"--init-from must be a path or a model name, got {cfg.init_from!r}")
+    if cfg.tokenizer not in ("char", "bpe") and not (cfg.init_from and cfg.tokenizer == "pretrained"):
         raise ConfigError(f"--tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
     if not isinstance(cfg.vocab_size, int) or not 256 <= cfg.vocab_size <= MAX_BPE_VOCAB:
         raise ConfigError(f"--vocab-size must be between 256 and {MAX_BPE_VOCAB}, "
@@ -245,19 +257,26 @@ class Trainer:
             raise
 
     def _build(self, checkpoint: dict[str, Any] | None) -> None:
+        pretrained, tokenizer = self._pretrained(checkpoint)
         cfg = self.cfg
         if self.is_main:  # rank 0 writes the token files, then the other ranks open them
-            self.dataset = self._prepare_data()
+            self.dataset = self._prepare_data(tokenizer)
         self.group.barrier()
         if not self.is_main:
-            self.dataset = self._prepare_data()
+            self.dataset = self._prepare_data(tokenizer)
         self.tokenizer = self.dataset.tokenizer
-        self.model_config = GPTConfig(block_size=cfg.block_size, vocab_size=self.tokenizer.vocab_size,
-                                      n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                                      dropout=cfg.dropout, bias=cfg.bias, pos_emb=cfg.pos_emb,
-                                      norm=cfg.norm, mlp=cfg.mlp, n_kv_head=cfg.n_kv_head)
+        if pretrained is not None:
+            self.model_config = pretrained.config
+        elif cfg.init_from:  # resuming a fine-tuning run: the shape it was saved with
+            self.model_config = GPTConfig(**checkpoint["model_config"])
+        else:
+            self.model_config = GPTConfig(
+                block_size=cfg.block_size, vocab_size=self.tokenizer.vocab_size,
+                n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout,
+                bias=cfg.bias, pos_emb=cfg.pos_emb, norm=cfg.norm, mlp=cfg.mlp,
+                n_kv_head=cfg.n_kv_head)
         backend.manual_seed(cfg.seed)
-        self.model = GPT(self.model_config).to(self.device)
+        self.model = (pretrained or GPT(self.model_config)).to(self.device)
         self.ddp = distributed.DistributedDataParallel(self.model, self.group)
         self.optimizer = configure_optimizer(self.model, cfg)
         self.scheduler = optim.lr_scheduler.CosineWarmup(
@@ -271,12 +290,38 @@ class Trainer:
         self.start_iter = self.iter
         self._metrics_trimmed = not self.cfg.resume
 
+    def _pretrained(self, checkpoint: dict[str, Any] | None
+                    ) -> tuple[GPT | None, Tokenizer | None]:
+        """For ``--init-from``: the pretrained model (None when resuming, whose checkpoint
+        holds the weights) and its tokenizer. The run's shape fields take the model's values,
+        so the saved configuration says what was trained; ``--block-size`` crops the context."""
+        cfg = self.cfg
+        if not cfg.init_from:
+            return None, None
+        if checkpoint is not None:
+            return None, tokenizer_from_dict(checkpoint["tokenizer"])
+        model, tokenizer = load_pretrained_with_tokenizer(cfg.init_from, cfg.dropout)
+        c = model.config
+        if cfg.block_size > c.block_size:
+            raise ConfigError(f"--block-size {cfg.block_size} is longer than the context of "
+                              f"{cfg.init_from} ({c.block_size})")
+        if tokenizer.vocab_size > c.vocab_size:
+            raise TrainingError(f"--init-from {cfg.init_from}: its tokenizer has "
+                                f"{tokenizer.vocab_size} tokens, its model {c.vocab_size}")
+        model.crop_block_size(cfg.block_size)
+        self.cfg = dataclasses.replace(cfg, n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                                       bias=c.bias, pos_emb=c.pos_emb, norm=c.norm, mlp=c.mlp,
+                                       n_kv_head=c.n_kv_head)
+        return model, tokenizer
+
     # -------------------------------------------------------------- data and evaluation
 
-    def _prepare_data(self) -> batches.TokenDataset:
+    def _prepare_data(self, tokenizer: Tokenizer | None) -> batches.TokenDataset:
+        """The corpus as token files in the run: tokenized by ``tokenizer`` when given
+        (pretrained weights' own), else by a char or BPE tokenizer learned from it."""
         cfg = self.cfg
-        dataset = batches.prepare_corpus(cfg.data, self.run_dir.path(DATA), cfg.tokenizer,
-                                         cfg.vocab_size)
+        dataset = batches.prepare_corpus(cfg.data, self.run_dir.path(DATA),
+                                         tokenizer or cfg.tokenizer, cfg.vocab_size)
         for split in batches.SPLITS:
             tokens = len(dataset.splits[split])
             if tokens < cfg.block_size + 1:
@@ -321,7 +366,8 @@ class Trainer:
         else:
             where = f"a new run in {self.out}"
         tokens = meta["tokens"]
-        kind = "characters" if cfg.tokenizer == "char" else "BPE tokens"
+        kind = {"char": "characters", "bpe": "BPE tokens", "gpt2": "GPT-2 BPE tokens"}[
+            self.tokenizer.kind]
         params = self.model.num_parameters()
         ranks = self.group.world_size
         lines = [f"note: --ddp, but this process was not started by mpirun, so it trains "
@@ -333,8 +379,9 @@ class Trainer:
             f"train + {tokens['val']:,} val tokens ({self.tokenizer.vocab_size} {kind}); "
             f"token cache in {self.out / DATA}",
             f"model: GPT with {params / 1e6:.2f} M parameters ({cfg.n_layer} layers, "
-            f"{cfg.n_head} heads, {cfg.n_embd} wide, context {cfg.block_size}) on "
-            f"{self.device.name}" + (f", {ranks} data-parallel ranks" if ranks > 1 else ""),
+            f"{cfg.n_head} heads, {cfg.n_embd} wide, context {cfg.block_size})"
+            + (f" from {cfg.init_from}" if cfg.init_from else "") + f" on {self.device.name}"
+            + (f", {ranks} data-parallel ranks" if ranks > 1 else ""),
             "config: " + " ".join(f"{k}={v}" for k, v in self.saved_config().items())
             + f" (saved in {self.out / CONFIG})",
         ]
@@ -463,8 +510,11 @@ class Trainer:
     def _run(self, until: int | None) -> dict[str, float]:
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * self.group.world_size
-        progress = Progress(self.iter, cfg.max_iters, tokens_per_step,
-                            enabled=not cfg.quiet and self.is_main)
+        shown = not cfg.quiet and self.is_main
+        flops = tokens_per_step * training_flops_per_token(self.model_config) / self.group.world_size
+        peak = self.matmul_peak() if shown else None
+        progress = Progress(self.iter, cfg.max_iters, tokens_per_step, enabled=shown,
+                            flops_per_step=flops, peak_flops=peak)
         interrupted: list[int] = []
 
         def on_interrupt(signum: int, frame: Any) -> None:
@@ -494,6 +544,14 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
         progress.close()
         return self.losses
+
+    def matmul_peak(self) -> float:
+        """This device's float32 matmul FLOP/s, measured now (`Device.matmul_peak`) and said
+        in the log, for the progress line's share of it."""
+        peak = self.device.matmul_peak()
+        self.log(f"matmul peak: {peak / 1e9:,.0f} GFLOP/s (a float32 matmul on {self.device.name}"
+                 f"); the progress line gives the share of it the step's matmuls reach")
+        return peak
 
     def _stop_on_interrupt(self) -> None:
         if self.run_dir.replaces_run and not self.run_dir.committed:

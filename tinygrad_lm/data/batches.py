@@ -151,33 +151,45 @@ class TokenDataset:
                 f"train={len(self.train)}, val={len(self.val)})")
 
 
-def dataset_key(text: str, tokenizer: str, vocab_size: int | None,
+def dataset_key(text: str, tokenizer: str | Tokenizer, vocab_size: int | None,
                 val_fraction: float) -> tuple[str, str]:
-    """The corpus SHA-256 and a hash of it with every setting that shapes the token files."""
+    """The corpus SHA-256 and a hash of it with every setting that shapes the token files
+    (for a given tokenizer, such as GPT-2's, a hash of the whole tokenizer)."""
     corpus_hash = sha256_hex(text.encode("utf-8", "surrogatepass"))
+    if isinstance(tokenizer, Tokenizer):
+        tokenizer = f"{tokenizer.kind}:{sha256_hex(_tokenizer_json(tokenizer).encode())}"
     settings = json.dumps({"format_version": FORMAT_VERSION, "corpus_sha256": corpus_hash,
                            "tokenizer": tokenizer, "vocab_size": vocab_size,
                            "val_fraction": val_fraction}, sort_keys=True)
     return corpus_hash, sha256_hex(settings.encode())
 
 
+def _tokenizer_json(tokenizer: Tokenizer) -> str:
+    """`Tokenizer.to_dict` as JSON text, arrays as lists."""
+    return json.dumps({k: v.tolist() if isinstance(v, np.ndarray) else v
+                       for k, v in tokenizer.to_dict().items()}, sort_keys=True)
+
+
 def prepare_dataset(text: str, data_dir: str | os.PathLike[str] | None = None,
-                    tokenizer: str = "char", vocab_size: int | None = None,
+                    tokenizer: str | Tokenizer = "char", vocab_size: int | None = None,
                     val_fraction: float = DEFAULT_VAL_FRACTION,
                     source: str | None = None) -> TokenDataset:
     """Tokenize `text` into `data_dir` (default: a directory in the cache named by the key),
     or reuse it when it already holds this text prepared with these settings.
 
-    `tokenizer` is "char" or "bpe"; `vocab_size` is the BPE target (ignored for "char").
+    `tokenizer` is "char" or "bpe", learned from `text`, or a ready `Tokenizer` (such as
+    GPT-2's, to fine-tune pretrained weights); `vocab_size` is the BPE target (ignored
+    otherwise).
     `source` (e.g. the corpus spec) is recorded in meta.json for people reading it.
     """
-    if tokenizer not in TOKENIZER_KINDS:
+    given = isinstance(tokenizer, Tokenizer)
+    if not given and tokenizer not in TOKENIZER_KINDS:
         raise DataError(f"unknown tokenizer kind {tokenizer!r}; choose one of {TOKENIZER_KINDS}")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     if not text:
         raise DataError("cannot prepare an empty corpus")
-    if tokenizer == "char":
+    if given or tokenizer == "char":
         vocab_size = None
     corpus_hash, key = dataset_key(text, tokenizer, vocab_size, val_fraction)
     directory = Path(data_dir) if data_dir is not None else cache_dir() / "datasets" / key[:16]
@@ -185,8 +197,8 @@ def prepare_dataset(text: str, data_dir: str | os.PathLike[str] | None = None,
     if existing is not None:
         return existing
 
-    tok = make_tokenizer(tokenizer, text, vocab_size)
-    ids = tok.encode(text)
+    tok = tokenizer if given else make_tokenizer(tokenizer, text, vocab_size)
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
     n_val = int(round(len(ids) * val_fraction))
     parts = {"train": ids[:len(ids) - n_val], "val": ids[len(ids) - n_val:]}
     dtype = token_dtype(tok.vocab_size)
@@ -195,11 +207,9 @@ def prepare_dataset(text: str, data_dir: str | os.PathLike[str] | None = None,
     (directory / META_FILE).unlink(missing_ok=True)
     for split, part in parts.items():
         atomic_write_bytes(directory / f"{split}.bin", part.astype(dtype).tobytes())
-    tok_json = {k: v.tolist() if isinstance(v, np.ndarray) else v
-                for k, v in tok.to_dict().items()}
-    atomic_write_bytes(directory / TOKENIZER_FILE, json.dumps(tok_json).encode())
+    atomic_write_bytes(directory / TOKENIZER_FILE, _tokenizer_json(tok).encode())
     meta = {"format_version": FORMAT_VERSION, "key": key, "corpus_sha256": corpus_hash,
-            "source": source, "corpus_chars": len(text), "tokenizer": tokenizer,
+            "source": source, "corpus_chars": len(text), "tokenizer": tok.kind,
             "requested_vocab_size": vocab_size, "vocab_size": tok.vocab_size,
             "val_fraction": val_fraction, "dtype": dtype.name,
             "tokens": {s: int(len(p)) for s, p in parts.items()}}
@@ -208,7 +218,7 @@ def prepare_dataset(text: str, data_dir: str | os.PathLike[str] | None = None,
 
 
 def prepare_corpus(spec: str, data_dir: str | os.PathLike[str] | None = None,
-                   tokenizer: str = "char", vocab_size: int | None = None,
+                   tokenizer: str | Tokenizer = "char", vocab_size: int | None = None,
                    val_fraction: float = DEFAULT_VAL_FRACTION) -> TokenDataset:
     """`load_corpus(spec)` followed by `prepare_dataset`, recording `spec` as the source."""
     return prepare_dataset(load_corpus(spec), data_dir, tokenizer, vocab_size, val_fraction,

@@ -26,8 +26,11 @@ import os
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from ..atomic import atomic_write_bytes
 from .corpora import DataError
+from .tokenizers import Tokenizer
 
 # Unicode's White_Space characters: what ``\s`` matches in the pattern (the `regex`
 # module's meaning; str.isspace() also accepts U+001C..U+001F, which are not White_Space)
@@ -106,8 +109,10 @@ def _chunk_end(text: str, kinds: list[int], i: int) -> int:
     return end - 1 if end < n and end - i > 1 else end
 
 
-class GPT2Tokenizer:
+class GPT2Tokenizer(Tokenizer):
     """GPT-2's byte-level BPE: ``encode(text) -> list[int]``, ``decode(ids) -> str``."""
+
+    kind = "gpt2"
 
     def __init__(self, encoder: Mapping[str, int], merges: Sequence[tuple[str, str]]) -> None:
         self.byte_encoder = bytes_to_unicode()
@@ -155,8 +160,9 @@ class GPT2Tokenizer:
         """Number of ids: one more than the largest (GPT-2's is 50257)."""
         return max(self.encoder.values(), default=-1) + 1
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``."""
+    def encode(self, text: str) -> list[int]:  # type: ignore[override]
+        """Token ids of ``text``, a list as in GPT-2's ``encoder.py`` (the other tokenizers
+        give an array; ``np.asarray`` takes either)."""
         ids: list[int] = []
         for chunk in pretokenize(text):
             if chunk not in self._cache:
@@ -196,6 +202,27 @@ class GPT2Tokenizer:
             raise DataError(f"GPT2Tokenizer.decode: ids not in the vocabulary: {unknown[:10]}")
         text = "".join(self.decoder[i] for i in ids)
         return bytes(self.byte_decoder[c] for c in text).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The vocabulary and the merges by rank, for a checkpoint (`from_dict` reads it)."""
+        return {"kind": self.kind, "encoder": dict(self.encoder),
+                "merges": [list(pair) for pair in self.ranks]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GPT2Tokenizer:
+        """The tokenizer that `to_dict` described."""
+        try:
+            return cls(d["encoder"], [tuple(pair) for pair in d["merges"]])
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"not a GPT-2 tokenizer dict: {exc!r}") from None
+
+    def write_files(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``vocab.json`` and ``merges.txt`` into ``directory``, as GPT-2's are."""
+        directory = Path(directory)
+        vocab = json.dumps(self.encoder, ensure_ascii=False)
+        merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.ranks)
+        atomic_write_bytes(directory / "vocab.json", vocab.encode("utf-8"))
+        atomic_write_bytes(directory / "merges.txt", merges.encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"GPT2Tokenizer(vocab_size={self.vocab_size}, merges={len(self.ranks)})"

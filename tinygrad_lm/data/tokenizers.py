@@ -2,7 +2,7 @@
 
 Both turn a string into a 1-D ``int64`` NumPy array of token ids and back, report
 `vocab_size`, and serialise to a dict of strings, numbers and arrays (`to_dict`) that a
-checkpoint can hold; `tokenizer_from_dict` rebuilds either kind.
+checkpoint can hold; `tokenizer_from_dict` rebuilds either kind (and GPT-2's).
 
 Byte-level BPE works on the UTF-8 bytes of the text, so every string is encodable. Training
 starts from the 256 single-byte tokens and repeatedly merges the most frequent adjacent pair
@@ -46,9 +46,16 @@ class UnknownCharacterError(DataError):
 
 
 class Tokenizer(ABC):
-    """The interface shared by both tokenizers."""
+    """The interface shared by every tokenizer: characters and BPE here, GPT-2's in
+    ``gpt2_tokenizer.py``. Each kind registers itself by its ``kind`` name, which its
+    `to_dict` records, so `tokenizer_from_dict` can rebuild it."""
 
     kind: str
+    kinds: dict[str, type[Tokenizer]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Tokenizer.kinds[cls.kind] = cls
 
     @property
     @abstractmethod
@@ -66,6 +73,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """A dict of strings, numbers and arrays that `tokenizer_from_dict` turns back."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Tokenizer:
+        """The tokenizer that `to_dict` described."""
 
     def _check_ids(self, ids: Any) -> np.ndarray:
         arr = np.asarray(ids)
@@ -358,11 +370,9 @@ def make_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Token
 
 
 def tokenizer_from_dict(d: Mapping[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer of either kind from its `to_dict` output."""
+    """Rebuild a tokenizer of any kind (char, bpe, gpt2) from its `to_dict` output."""
     kind = d.get("kind") if isinstance(d, Mapping) else None
-    if kind == "char":
-        return CharTokenizer.from_dict(d)
-    if kind == "bpe":
-        return BPETokenizer.from_dict(d)
-    raise DataError(f"tokenizer dict has unknown kind {kind!r}; expected one of "
-                    f"{TOKENIZER_KINDS}")
+    if kind not in Tokenizer.kinds:
+        raise DataError(f"tokenizer dict has unknown kind {kind!r}; expected one of "
+                        f"{tuple(Tokenizer.kinds)}")
+    return Tokenizer.kinds[kind].from_dict(d)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,18 @@ class GPTConfig:
     def kv_heads(self) -> int:
         """The number of key/value heads: ``n_kv_head``, or ``n_head`` when it is None."""
         return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+
+def training_flops_per_token(config: GPTConfig) -> int:
+    """Matmul FLOPs of one training step per token (nanoGPT's count): 6 per matmul weight
+    (forward 2, backward 4) plus attention's 12 L T C (scores and weighted sum, forward and
+    backward, at T = block_size). The weights: c_attn, c_proj and the MLP of every layer,
+    and lm_head (tied to wte); position embeddings, norms and biases do no matmul."""
+    c = config.n_embd
+    mlp = 3 * swiglu_hidden_size(c) * c if config.mlp == "swiglu" else 8 * c * c
+    per_layer = c * (c + 2 * config.kv_heads * config.head_size) + c * c + mlp
+    weights = config.n_layer * per_layer + config.vocab_size * c
+    return 6 * weights + 12 * config.n_layer * config.block_size * c
 
 
 def swiglu_hidden_size(n_embd: int) -> int:
@@ -289,6 +301,22 @@ class GPT(nn.Module):
         Hugging Face's GPT2LMHeadModel) reads back; returns the directory."""
         from .pretrained import save_pretrained
         return save_pretrained(self, directory)
+
+    @no_grad()
+    def crop_block_size(self, block_size: int) -> None:
+        """Shorten the context window to ``block_size`` (to fine-tune pretrained weights on
+        shorter, cheaper sequences, as nanoGPT does): learned positions keep their first
+        ``block_size`` rows; every attention layer sees that many positions."""
+        if not 1 <= block_size <= self.config.block_size:
+            raise ValueError(f"GPT.crop_block_size: block_size must be between 1 and the "
+                             f"model's {self.config.block_size}, got {block_size}")
+        self.config = replace(self.config, block_size=block_size)
+        if self.config.pos_emb == "learned":
+            wpe = self.transformer.wpe
+            wpe.weight = nn.Parameter(wpe.weight.data[:block_size].copy())
+            wpe.num_embeddings = block_size
+        for block in self.transformer.h:
+            block.attn.window = block_size
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embedding (as nanoGPT reports)."""

@@ -23,14 +23,19 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.corpora import atomic_write_bytes, cache_dir
+from ..data.gpt2_tokenizer import GPT2Tokenizer
+from ..data.tokenizers import Tokenizer, tokenizer_from_dict
 from ..safetensors import load_file, save_file
+from ..serialization import load, save
 from .gpt import GPT, GPTConfig
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+RUN_TOKENIZER_FILE = "tokenizer.tlm"  # a run's own (char or BPE) tokenizer, from export
 MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 HUB_URL = "https://huggingface.co/openai-community/{name}/resolve/main/{file}"
 # a named model's files: the weights, and GPT-2's tokenizer for `sample --init-from`
-HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, "vocab.json", "merges.txt")
+HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, *GPT2_TOKENIZER_FILES)
 # the layers GPT-2 writes as Conv1D, with weights (in, out)
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
                   "mlp.c_proj.weight")
@@ -69,6 +74,35 @@ def load_pretrained(path: str | os.PathLike[str], dropout: float = 0.0) -> GPT:
     model = GPT(config)
     model.load_state_dict(state_from_hf(load_file(weights), model, weights))
     return model
+
+
+def load_pretrained_with_tokenizer(path: str | os.PathLike[str], dropout: float = 0.0
+                                   ) -> tuple[GPT, Tokenizer]:
+    """`load_pretrained` and the tokenizer beside the weights (`load_tokenizer_beside`)."""
+    weights = resolve_weights(path)
+    tokenizer = load_tokenizer_beside(weights)
+    return load_pretrained(weights, dropout), tokenizer
+
+
+def load_tokenizer_beside(weights: Path) -> Tokenizer:
+    """The tokenizer in the directory of ``weights``: GPT-2's (``vocab.json`` and
+    ``merges.txt``) or a run's (``tokenizer.tlm``, written by `save_tokenizer`)."""
+    vocab, merges = (weights.with_name(name) for name in GPT2_TOKENIZER_FILES)
+    if vocab.is_file() and merges.is_file():
+        return GPT2Tokenizer.from_files(vocab, merges)
+    if weights.with_name(RUN_TOKENIZER_FILE).is_file():
+        return tokenizer_from_dict(load(weights.with_name(RUN_TOKENIZER_FILE)))
+    raise PretrainedError(f"no tokenizer beside {weights}: it needs vocab.json and merges.txt "
+                          f"(GPT-2's) or {RUN_TOKENIZER_FILE} (tinygrad-lm export)")
+
+
+def save_tokenizer(tokenizer: Tokenizer, directory: str | os.PathLike[str]) -> None:
+    """Write ``tokenizer`` where `load_tokenizer_beside` finds it: GPT-2's as its own two
+    files, which other libraries read too; any other as ``tokenizer.tlm``."""
+    if isinstance(tokenizer, GPT2Tokenizer):
+        tokenizer.write_files(directory)
+    else:
+        save(tokenizer.to_dict(), Path(directory) / RUN_TOKENIZER_FILE)
 
 
 def resolve_weights(path: str | os.PathLike[str]) -> Path:
