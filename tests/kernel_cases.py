@@ -73,6 +73,14 @@ def _swiglu_backward(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
             rng.standard_normal((rows, width)).astype(dtype))
 
 
+def _rotary(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
+    """x (rows, 2 heads, 5 positions, an even width); angles anywhere on the circle."""
+    even = 2 * (width // 2 + 1)
+    angles = rng.uniform(-10, 10, (5, even // 2))
+    return (_values(rng, (rows, 2, 5, even), dtype, extreme), np.cos(angles).astype(dtype),
+            np.sin(angles).astype(dtype))
+
+
 def _softmax(rng, dtype, rows, width, extreme):  # noqa: ANN001, ANN202
     return _values(rng, (rows, width), dtype, extreme), int(rng.choice([-1, 1, 0]))
 
@@ -165,6 +173,7 @@ CASES: dict[str, tuple[str, Make]] = {
     "rms_norm_backward": ("rms_norm_backward", _rms_norm_backward),
     "swiglu": ("swiglu", _swiglu),
     "swiglu_backward": ("swiglu_backward", _swiglu_backward),
+    "rotary": ("rotary", _rotary),
     "softmax": ("softmax", _softmax),
     "softmax_backward": ("softmax_backward", _softmax_backward(reference.softmax)),
     "log_softmax": ("log_softmax", _softmax),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import tinygrad_lm as tl
 from tinygrad_lm import Tensor, fused
+from tinygrad_lm.nn import functional as F
 
 
 def _randn(rng: np.random.Generator, *shape: int, grad: bool = True) -> Tensor:
@@ -74,6 +75,8 @@ CASES = [
     Case("rms_norm", fused.RMSNorm, lambda r: (_randn(r, 2, 3, 5), _randn(r, 5)), eps=1e-5),
     Case("rms_norm_plain", fused.RMSNorm, lambda r: (_randn(r, 4, 5), None), eps=1e-3),
     Case("swiglu", fused.SwiGLU, lambda r: (_randn(r, 2, 3, 4), _randn(r, 2, 3, 4))),
+    Case("rotary", fused.Rotary,
+         lambda r: (_randn(r, 2, 3, 4), *F.rotary_tables(2, 3, 4, dtype="float64"))),
     Case("gelu", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="none"),
     Case("gelu_tanh", fused.Gelu, lambda r: (_randn(r, 3, 4),), approximate="tanh"),
     Case("linear", fused.Linear, lambda r: (_randn(r, 2, 3, 4), _randn(r, 5, 4), _randn(r, 5))),
@@ -167,6 +170,7 @@ def test_fused_float32_stays_float32() -> None:
                 fused.Gelu.apply(x, approximate="none"), fused.Gelu.apply(x, approximate="tanh"),
                 fused.LayerNorm.apply(x, None, None, eps=1e-5),
                 fused.RMSNorm.apply(x, None, eps=1e-5), fused.SwiGLU.apply(x, x),
+                fused.Rotary.apply(x, *F.rotary_tables(0, 4, 6)),
                 fused.Attention.apply(x, x, x, mask=None, scale=0.5, keep=None)):
         assert out.dtype == np.float32
         x.grad = None

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import backend, kernels
 from .autograd import Function
-from .tensor import Tensor, where
+from .tensor import Tensor, cat, where
 
 
 def _xp(array: Any) -> Any:
@@ -175,6 +175,31 @@ class SwiGLU(Function):
     @staticmethod
     def reference(a: Tensor, b: Tensor) -> Tensor:
         return a * a.sigmoid() * b
+
+
+class Rotary(Function):
+    """RoPE: each pair (x1, x2) of x's last axis turns by its position's angle theta,
+    (x1 cos - x2 sin, x1 sin + x2 cos); a rotation's transpose turns it back, so
+    dx = the same rotation of dout by -theta.
+
+    It keeps only the (T, d/2) cos and sin tables: backward needs no x.
+    """
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return kernels.for_array(x).rotary(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, dout):
+        cos, sin = ctx.saved_tensors
+        return kernels.for_array(dout).rotary(dout, cos, -sin), None, None
+
+    @staticmethod
+    def reference(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]
+        return cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
 class Linear(Function):

@@ -388,6 +388,33 @@ def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
     return da, db
 
 
+# ----------------------------------------------------------------------------- rotary positions
+
+def _rotary_loop(x, cos, sin, y):  # noqa: ANN001, ANN202
+    """x, y (rows, T, d); each row's position t turns pair i by cos[t, i], sin[t, i]."""
+    rows, length, width = x.shape
+    half = width // 2
+    for r in prange(rows):
+        for t in range(length):
+            for i in range(half):
+                x1, x2, c, s = x[r, t, i], x[r, t, i + half], cos[t, i], sin[t, i]
+                y[r, t, i] = x1 * c - x2 * s
+                y[r, t, i + half] = x1 * s + x2 * c
+
+
+_ROTARY = _serial_and_parallel(_rotary_loop)
+
+
+def rotary(x: Any, cos: Any, sin: Any) -> Any:
+    """reference.rotary in one pass over x (its leading axes folded into rows)."""
+    length, width = x.shape[-2:]
+    rows = np.ascontiguousarray(x).reshape(-1, length, width)
+    y = np.empty(rows.shape, x.dtype)
+    _run(_ROTARY, rows.size, rows, np.ascontiguousarray(cos, x.dtype),
+         np.ascontiguousarray(sin, x.dtype), y)
+    return y.reshape(x.shape)
+
+
 # ----------------------------------------------------------------------------- softmax rows
 
 @njit(inline="always", **_OPTIONS)

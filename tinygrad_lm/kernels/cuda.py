@@ -113,6 +113,12 @@ SWIGLU_BACKWARD = Elementwise(
     " db = dy * a * s;",
     "tinygrad_lm_swiglu_backward")
 
+# RoPE: the pair (x1, x2) turns by the angle whose cosine and sine are c and s
+ROTARY = Elementwise(
+    "T x1, T x2, T c, T s", "T y1, T y2",
+    "y1 = x1 * c - x2 * s; y2 = x1 * s + x2 * c;",
+    "tinygrad_lm_rotary")
+
 # log sum exp(z - zmax) over a row (zmax, the row's max, keeps exp from overflowing)
 LOG_SUM_EXP_SHIFTED = Reduction(
     "T z, T zmax", "T log_sum",
@@ -229,6 +235,14 @@ def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
     """reference.swiglu_backward: one elementwise kernel with two outputs."""
     return run(SWIGLU_BACKWARD, a, b.astype(a.dtype, copy=False),
                dout.astype(a.dtype, copy=False))
+
+
+def rotary(x: Any, cos: Any, sin: Any) -> Any:
+    """reference.rotary: one elementwise kernel over the two halves, then their join."""
+    half = x.shape[-1] // 2
+    y1, y2 = run(ROTARY, x[..., :half], x[..., half:], cos.astype(x.dtype, copy=False),
+                 sin.astype(x.dtype, copy=False))
+    return _xp(x).concatenate([y1, y2], axis=-1)
 
 
 def cross_entropy(logits: Any, targets: Any, ignore_index: int) -> tuple[Any, Any]:

@@ -118,6 +118,18 @@ def swiglu_backward(a: Any, b: Any, dout: Any) -> tuple[Any, Any]:
     return dout * b * s * (1 + a * (1 - s)), dout * a * s
 
 
+# ----------------------------------------------------------------------------- rotary positions
+
+def rotary(x: Any, cos: Any, sin: Any) -> Any:
+    """RoPE, rotate-half convention, for x (..., T, d) and cos, sin (T, d/2): each pair
+    (x1, x2) = (x[..., i], x[..., i + d/2]) turns by its angle, (x1 cos - x2 sin,
+    x1 sin + x2 cos). A rotation's transpose is the rotation back, so the backward is
+    ``rotary(dout, cos, -sin)``."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return _xp(x).concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
 # ----------------------------------------------------------------------------- softmax
 
 def softmax(x: Any, axis: int) -> Any:

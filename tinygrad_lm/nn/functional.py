@@ -225,11 +225,17 @@ def rotary_embedding(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     [[-2.0, 1.0]]
     """
     half = x.shape[-1] // 2
-    if x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
+    if x.ndim < 2 or x.shape[-1] % 2 or cos.shape != (x.shape[-2], half) or sin.shape != cos.shape:
         raise ValueError(f"rotary_embedding: x of shape {x.shape} needs an even last axis and "
-                         f"cos, sin of shape {(x.shape[-2], half)}, got {cos.shape}, {sin.shape}")
-    x1, x2 = x[..., :half], x[..., half:]
-    return cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+                         f"cos, sin of shape {(x.shape[-2:-1] + (half,))}, got {cos.shape}, "
+                         f"{sin.shape}")
+    if cos.dtype != x.dtype or sin.dtype != x.dtype:
+        raise TypeError(f"rotary_embedding: x is {x.dtype} but cos, sin are {cos.dtype}, "
+                        f"{sin.dtype}; make the tables in x's dtype (rotary_tables(dtype=...))")
+    if cos.device != x.device or sin.device != x.device:
+        raise ValueError(f"rotary_embedding: x is on {x.device} but cos, sin on {cos.device}, "
+                         f"{sin.device}")
+    return fused.Rotary.apply(x, cos, sin)
 
 
 def embedding(idx: Any, weight: Tensor) -> Tensor:
