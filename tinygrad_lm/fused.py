@@ -65,30 +65,45 @@ class LogSoftmax(Function):
 
 class CrossEntropy(Function):
     """Per-row loss -log softmax(z)[t] of logits z (N, C) and targets t (N,), 0 where
-    t == ignore_index; d loss_i / dz_i = softmax(z_i) - onehot(t_i).
+    t == ignore_index; d loss_i / dz_i = softmax(z_i) - onehot(t_i). With ``reduction``
+    "sum" or "mean" the node returns the rows' sum or their mean over the ``count`` rows
+    whose target counts, and backward spreads dout (or dout / count) over the rows: one node
+    where the per-row losses, a sum and a scaling would be three.
 
     It keeps the logits (the graph holds them anyway) and each row's logsumexp: softmax(z)
     = exp(z - logsumexp(z)) comes back in backward with no N x C array kept in between.
     """
 
     @staticmethod
-    def forward(ctx, logits, targets, ignore_index):
+    def forward(ctx, logits, targets, ignore_index, reduction="none", count=1):
         losses, log_norm = kernels.for_array(logits).cross_entropy(logits, targets, ignore_index)
         ctx.save_for_backward(logits, log_norm, targets)
-        return losses
+        if reduction == "none":
+            return losses
+        total = losses.sum(dtype=losses.dtype)
+        return total if reduction == "sum" else total * losses.dtype.type(1.0 / count)
 
     @staticmethod
     def backward(ctx, dout):
         logits, log_norm, targets = ctx.saved_tensors
+        reduction, count = ctx.kwargs.get("reduction", "none"), ctx.kwargs.get("count", 1)
+        if reduction != "none":  # d(sum)/d loss_i = 1, d(mean)/d loss_i = 1 / count
+            xp = backend.device_of(logits).xp
+            scale = xp.asarray(dout if reduction == "sum" else dout * (1.0 / count), logits.dtype)
+            dout = xp.broadcast_to(scale, targets.shape)
         return kernels.for_array(logits).cross_entropy_backward(
             logits, log_norm, targets, ctx.kwargs["ignore_index"], dout), None
 
     @staticmethod
-    def reference(logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+    def reference(logits: Tensor, targets: Tensor, ignore_index: int, reduction: str = "none",
+                  count: int = 1) -> Tensor:
         valid = targets != ignore_index
         safe = where(valid, targets, 0)
         picked = logits.log_softmax(axis=1)[Tensor.arange(logits.shape[0], device=logits.device), safe]
-        return -picked * valid.astype(logits.dtype)
+        losses = -picked * valid.astype(logits.dtype)
+        if reduction == "none":
+            return losses
+        return losses.sum() if reduction == "sum" else losses.sum() * (1.0 / count)
 
 
 class LayerNorm(Function):

@@ -86,20 +86,24 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100,
     if logits.ndim > 2:  # (N, C, d...) -> (N * d..., C)
         logits = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, classes)
     flat = targets.reshape(-1)
-    bad = ((flat.data < 0) | (flat.data >= classes)) & (flat.data != ignore_index)
+    counted = flat.data != ignore_index
+    bad = ((flat.data < 0) | (flat.data >= classes)) & counted
     if bad.any():
         raise IndexError(f"cross_entropy: target {int(flat.data[bad][0])} is out of range for "
                          f"{classes} classes")
+    count = int(counted.sum())
+    if reduction != "none" and not label_smoothing and count:  # one node: losses and their sum
+        return fused.CrossEntropy.apply(logits, flat, ignore_index=ignore_index,
+                                        reduction=reduction, count=count)
     losses = fused.CrossEntropy.apply(logits, flat, ignore_index=ignore_index)
     if label_smoothing:
-        kept = Tensor._make(flat.data != ignore_index)
+        kept = Tensor._make(counted)
         uniform = -logits.log_softmax(-1).mean(-1) * kept  # ignored targets add nothing
         losses = losses * (1.0 - label_smoothing) + uniform * label_smoothing
     if reduction == "none":
         return losses.reshape(*targets.shape)
     if reduction == "sum":
         return losses.sum()
-    count = int((flat.data != ignore_index).sum())
     if count == 0:  # as in PyTorch: the mean over no targets is NaN, its gradient zero
         return losses.sum() * 0.0 + math.nan
     return losses.sum() * (1.0 / count)
