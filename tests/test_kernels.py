@@ -110,10 +110,10 @@ def test_both_settings_train_the_same_model(restore_kernels: Any) -> None:
     np.testing.assert_allclose(losses(), fast, rtol=1e-5)
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120)
 
 
@@ -168,3 +168,25 @@ def test_big_kernels_from_two_threads_at_once_do_not_abort(
     assert len(results) == 10
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+def test_the_serial_and_parallel_variants_are_cached_apart(tmp_path) -> None:
+    """Numba's disk cache knows a function by its name and line, not by ``parallel=``: under
+    one name, the variant compiled first was loaded for both, and every kernel ran on one
+    thread (or every one, however small, woke the pool). A fresh process that finds only the
+    serial variant cached must compile the parallel one anew."""
+    code = """
+import sys
+import numpy as np
+from tinygrad_lm.kernels import cpu
+x = np.ones(8, np.float32)
+variant = cpu._GELU[int(sys.argv[1])]
+variant(x, np.empty_like(x), False)
+print(sum(variant.stats.cache_hits.values()))
+"""
+    cache = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    serial = _python(code, "0", **cache)
+    parallel = _python(code, "1", **cache)
+    assert serial.returncode == parallel.returncode == 0, serial.stderr + parallel.stderr
+    assert (serial.stdout.strip(), parallel.stdout.strip()) == ("0", "0")
+    assert _python(code, "1", **cache).stdout.strip() == "1"  # now cached, and found

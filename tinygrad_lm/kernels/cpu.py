@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import threading
+from types import FunctionType
 from typing import Any, Callable
 
 import numba
@@ -54,9 +55,15 @@ cores from each other: a GPT step ran 10-25x slower (docs/backends.md)."""
 
 
 def _serial_and_parallel(fn: Callable[..., Any], **options: Any) -> tuple[Any, Any]:
-    """``fn`` compiled twice: on one thread (``prange`` is ``range``), and across threads."""
+    """``fn`` compiled twice: on one thread (``prange`` is ``range``), and across threads.
+    The parallel one is compiled from a copy named ``<name>_parallel``: Numba's disk cache
+    knows a function by its name and line, not by ``parallel=``, so under one name the
+    variant compiled first would be loaded for both."""
     options = {**_OPTIONS, **options}
-    return njit(**options)(fn), njit(parallel=True, **options)(fn)
+    parallel = FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_parallel",
+                            fn.__defaults__, fn.__closure__)
+    parallel.__qualname__ = f"{fn.__qualname__}_parallel"
+    return njit(**options)(fn), njit(parallel=True, **options)(parallel)
 
 
 _PARALLEL_LOCK = threading.Lock()
