@@ -393,3 +393,27 @@ def test_peak_memory_comes_from_a_fresh_worker() -> None:
 
     spec = workers.WorkerSpec("tinygrad_lm")
     assert 10 * 2**20 < bench_gpt.peak_memory("tinygrad_lm", spec, "tiny") < 2**32
+
+
+def test_recipe_sweep_fits_the_budget_and_shares_calibrations(tmp_path: Path, capsys) -> None:
+    from benchmarks import recipe_sweep as sweep
+
+    n = sweep.iterations_within(100.0, step_s=0.05, fixed_s=3.0)
+    per_eval = 15 * 0.05
+    used = 3.0 - 2 * per_eval + n * 0.05 + (math.ceil(n / sweep.EVAL_INTERVAL) + 1) * per_eval
+    assert used <= 100.0 < used + 0.05 + per_eval  # the most that fits
+    assert sweep.shape_of({"lr": 3e-3, "preset": "llama"}) == \
+        sweep.shape_of({"lr": 2e-3, "min_lr": 2e-4, "preset": "llama"})
+    assert sweep.shape_of({"preset": "llama"}) != sweep.shape_of({"preset": "llama",
+                                                                   "batch_size": 8})
+    assert sweep.as_flags({"n_embd": 192, "lr": 0.003}) == ["--n-embd", "192", "--lr", "0.003"]
+    rows = [{"name": "b", "flags": {"lr": 0.003}, "step_ms": 40.0, "iters": 9, "val_loss": 1.7},
+            {"name": "nanogpt-recipe", "flags": {}, "step_ms": 30.0, "iters": 12,
+             "val_loss": 1.9}]
+    results = tmp_path / "sweep.json"
+    results.write_text(json.dumps({"budget_s": 95.0, "rows": rows}))
+    assert sweep.main(["--results", str(results), "--plot", str(tmp_path / "s.svg")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith("b ") and table[3].startswith("nanogpt-recipe")  # best first
+    svg = (tmp_path / "s.svg").read_text()
+    assert "after 95 s of training" in svg and "1.700" in svg and "1.900" in svg

@@ -293,3 +293,16 @@ def test_the_share_of_the_matmul_peak_is_the_step_s_flops_over_the_peak():
     unmeasured = Progress(0, 10, 100, stream=io.StringIO())
     unmeasured.update(1, 1.0, 0.05)
     assert "2,000 tok/s |" in unmeasured.line(1, 1.0)
+
+
+def test_the_preset_follows_the_data_unless_one_is_named():
+    from tinygrad_lm.run_config import new_run
+    from tinygrad_lm.train import PRESETS
+
+    shakespeare = new_run({}, {"data": "shakespeare"})
+    assert shakespeare.preset == "shakespeare" and shakespeare.pos_emb == "rope"
+    assert shakespeare.max_iters == PRESETS["shakespeare"]["max_iters"]
+    assert new_run({"data": "shakespeare"}, {}).preset == "shakespeare"  # from a TOML file
+    assert new_run({}, {"data": "shakespeare", "preset": "cpu"}).pos_emb == "learned"
+    assert new_run({}, {"data": "stdlib"}).preset == "cpu"
+    assert new_run({}, {"init_from": "gpt2"}).preset == "finetune"

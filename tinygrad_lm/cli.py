@@ -27,7 +27,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                        "into ./out. A directory that holds a run is never replaced unless "
                        "--overwrite is given; --resume continues it with its saved settings.")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="a starting configuration that the other flags override (default: cpu)")
+                   help="a starting configuration that the other flags override (default: "
+                   "cpu; shakespeare with --data shakespeare; finetune with --init-from)")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="flag values from a "
                    "TOML file, keys named like the flags with underscores (max_iters = 3); "
                    "flags on the command line win")

@@ -1,6 +1,7 @@
 """The configuration of a ``tinygrad-lm train`` run, put together from its sources.
 
-A new run: the preset (``--preset``, default ``cpu``, or ``finetune`` with ``--init-from``),
+A new run: the preset (``--preset``; by default ``cpu``, ``shakespeare`` with ``--data
+shakespeare``, ``finetune`` with ``--init-from``),
 overridden by a TOML file (``--config FILE.toml``, its keys the flag names with
 underscores), overridden by the flags on the command line. Pretrained weights
 (``--init-from``) fix the model's shape and tokenizer, so the flags that set those are
@@ -78,7 +79,11 @@ def _normalized(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _preset(given: dict[str, Any]) -> str:
-    name = given.get("preset", "finetune" if given.get("init_from") else "cpu")
+    """The preset named, else ``finetune`` for pretrained weights, ``shakespeare`` for that
+    corpus, ``cpu`` for any other."""
+    default = "finetune" if given.get("init_from") else \
+        "shakespeare" if given.get("data") == "shakespeare" else "cpu"
+    name = given.get("preset", default)
     if name not in PRESETS:
         raise ConfigError(f"--preset must be one of {', '.join(sorted(PRESETS))}, got {name!r}")
     return name

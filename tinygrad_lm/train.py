@@ -105,6 +105,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                  eval_interval=50, eval_iters=5, warmup=10, sample_tokens=100),
     # the cpu preset's sizes with Llama's choices: rotary positions, RMSNorm, SwiGLU
     "llama": dict(pos_emb="rope", norm="rmsnorm", mlp="swiglu"),
+    # the default of --data shakespeare: the best model found in the time nanoGPT's CPU
+    # recipe takes (benchmarks/recipe_sweep.py; docs/benchmarks.md has the sweep)
+    "shakespeare": dict(pos_emb="rope", norm="rmsnorm", mlp="swiglu", lr=3e-3,
+                        min_lr=3e-4, max_iters=1600, eval_interval=500),
     # fine-tuning pretrained weights (--init-from): nanoGPT's finetune_shakespeare settings,
     # a small constant learning rate, on windows a CPU can afford
     "finetune": dict(max_iters=100, batch_size=4, block_size=256, lr=3e-5, min_lr=3e-5,
