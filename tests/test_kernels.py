@@ -46,6 +46,19 @@ def test_parallel_variants_equal_reference(case: str, monkeypatch: pytest.Monkey
         kernel_cases.assert_close(expected, actual, dtype, dtype == np.float32, case)
 
 
+@pytest.mark.parametrize("case", ["attention", "attention_backward"])
+@pytest.mark.parametrize("width", [7, 12, 20])  # no mask, a causal mask, dropout: all kinds
+def test_attention_in_chunks_of_the_batch_equals_reference(case: str, width: int,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Scores made, used and dropped a few batch entries at a time (here: one, or three)."""
+    for chunk_bytes in (1, 3 * 2 * 8 * 16 * 8):
+        monkeypatch.setattr(cpu, "SCORES_CHUNK_BYTES", chunk_bytes)
+        expected, actual = kernel_cases.run_both(case, cpu, np.random.default_rng(width),
+                                                 np.float64, 10, width, False)
+        kernel_cases.assert_close(expected, actual, np.float64, False, case)
+
+
 def test_every_reference_kernel_has_a_cpu_and_a_cuda_twin_and_a_case() -> None:
     from tinygrad_lm.kernels import cuda
 

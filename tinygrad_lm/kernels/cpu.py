@@ -660,17 +660,37 @@ def _as_heads(a: Any) -> Any:
     return a.reshape((-1,) + a.shape[-2:])
 
 
+SCORES_CHUNK_BYTES = 1 << 21
+"""Attention works through the leading (batch) axis in chunks of about this many bytes of
+scores, which stay in cache from the matmul that makes them, through the compiled pass, to
+the matmul that reads them. At GPT-small's sizes (64 x 6 heads of 256 x 256) the whole
+batch's scores are 100 MB, and the passes over them ran at memory speed."""
+
+
+def _chunks(q: Any, k: Any) -> list[slice]:
+    """Slices of the leading axis of q whose (..., L, S) scores hold about
+    SCORES_CHUNK_BYTES each (one slice, all of it, when q has no leading axis)."""
+    if q.ndim < 3:
+        return [slice(None)]
+    per_entry = math.prod(q.shape[1:-1]) * k.shape[-2] * q.itemsize
+    step = max(1, SCORES_CHUNK_BYTES // max(per_entry, 1))
+    return [slice(i, i + step) for i in range(0, q.shape[0], step)]
+
+
 def attention(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any, out: Any) -> Any:
     """reference.attention: the two matmuls on BLAS, scale, mask, softmax and dropout between
-    them in one pass over the scores."""
+    them in one pass over the scores; a chunk of the batch at a time (`SCORES_CHUNK_BYTES`)."""
     if not _fits_kernels(q, mask, keep):
         return reference.attention(q, k, v, mask, scale, keep, out)
-    scores = np.matmul(q, np.swapaxes(k, -1, -2))  # a fresh (..., L, S) array
-    heads = _as_heads(scores)
-    log_sum_exp = np.empty(scores.shape[:-1] + (1,), q.dtype)
-    _run(_ATTENTION_WEIGHTS, scores.size, heads, _mask_or_none(mask, q.dtype), scale,
-         _keep_or_none(keep, q.dtype), log_sum_exp.reshape(heads.shape[:2]))
-    np.matmul(scores, v, out=out)
+    log_sum_exp = np.empty(q.shape[:-1] + (1,), q.dtype)
+    mask_rows = _mask_or_none(mask, q.dtype)
+    for part in _chunks(q, k):
+        scores = np.matmul(q[part], np.swapaxes(k[part], -1, -2))  # a fresh (..., L, S) array
+        heads = _as_heads(scores)
+        _run(_ATTENTION_WEIGHTS, scores.size, heads, mask_rows, scale,
+             _keep_or_none(None if keep is None else keep[part], q.dtype),
+             log_sum_exp[part].reshape(heads.shape[:2]))
+        np.matmul(scores, v[part], out=out[part])
     return log_sum_exp
 
 
@@ -678,22 +698,28 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
                        log_sum_exp: Any, out: Any, dout: Any,
                        dq: Any, dk: Any, dv: Any) -> None:
     """reference.attention_backward: four matmuls on BLAS, P recomputed in one pass and dS
-    made in another."""
+    made in another; a chunk of the batch at a time."""
     if not _fits_kernels(q, mask, keep):
         reference.attention_backward(q, k, v, mask, scale, keep, log_sum_exp, out, dout,
                                      dq, dk, dv)
         return
-    weights = np.matmul(q, np.swapaxes(k, -1, -2))
-    _run(_ATTENTION_RECOMPUTE, weights.size, _as_heads(weights), _mask_or_none(mask, q.dtype),
-         scale, np.ascontiguousarray(log_sum_exp).reshape(-1, weights.shape[-2]))
-    dropped = weights if keep is None else weights * keep
-    np.matmul(np.swapaxes(dropped, -1, -2), dout, out=dv)
-    dscores = np.matmul(dout, np.swapaxes(v, -1, -2))
-    _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores),
-         _keep_or_none(keep, q.dtype), _as_heads(np.ascontiguousarray(dout, q.dtype)),
-         _as_heads(np.ascontiguousarray(out)), scale)
-    np.matmul(dscores, k, out=dq)
-    np.matmul(np.swapaxes(dscores, -1, -2), q, out=dk)
+    mask_rows = _mask_or_none(mask, q.dtype)
+    log_sum_exp = np.ascontiguousarray(log_sum_exp)
+    dout = np.ascontiguousarray(dout, q.dtype)
+    out = np.ascontiguousarray(out)
+    for part in _chunks(q, k):
+        qc, kc, keep_c = q[part], k[part], None if keep is None else keep[part]
+        weights = np.matmul(qc, np.swapaxes(kc, -1, -2))
+        _run(_ATTENTION_RECOMPUTE, weights.size, _as_heads(weights), mask_rows, scale,
+             log_sum_exp[part].reshape(-1, weights.shape[-2]))
+        dropped = weights if keep_c is None else weights * keep_c
+        np.matmul(np.swapaxes(dropped, -1, -2), dout[part], out=dv[part])
+        dscores = np.matmul(dout[part], np.swapaxes(v[part], -1, -2))
+        _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores),
+             _keep_or_none(keep_c, q.dtype), _as_heads(dout[part]), _as_heads(out[part]),
+             scale)
+        np.matmul(dscores, kc, out=dq[part])
+        np.matmul(np.swapaxes(dscores, -1, -2), qc, out=dk[part])
 
 
 # ----------------------------------------------------------------------------- embedding
