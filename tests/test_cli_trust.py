@@ -277,6 +277,8 @@ def test_checkpoints_are_written_with_the_umask_mode(tmp_path: Path):
 
 def test_gradcheck_picks_rows_by_a_word_and_lists_names_it_does_not_know(capsys):
     assert [c.name for c in select(["matmul"])] == ["matmul 2-D", "matmul 1-D", "matmul batched"]
+    assert [c.name for c in select(["rotary"])] == ["F.rotary_embedding"]  # _ and . split words
+    assert [c.name for c in select(["sum"])] == ["sum"]  # not "logsumexp"
     assert cli.main(["gradcheck", "--op", "nope", "--no-second-order"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "no check is named 'nope'; the checks are: add, sub," in line and "matmul 2-D" in line

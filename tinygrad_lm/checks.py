@@ -124,14 +124,15 @@ def run_check(check: Check, seed: int = 0, atol: float = 1e-5, rtol: float = 1e-
 
 def select(names: list[str] | None) -> list[Check]:
     """The rows that ``names`` pick (all when None): a name picks the row it names exactly,
-    else every row with that word in its name (``matmul``: the three matmul rows).
+    else every row with that word in its name (``matmul``: the three matmul rows;
+    ``rotary``: ``F.rotary_embedding``, as dots and underscores separate words too).
     An unknown name raises ValueError listing the names there are."""
     if names is None:
         return list(CHECKS)
     chosen: list[Check] = []
     for name in names:
         exact = [c for c in CHECKS if c.name == name]
-        word = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.])")
+        word = re.compile(rf"(?<![^\W_]){re.escape(name)}(?![^\W_])")
         picked = exact or [c for c in CHECKS if word.search(c.name)]
         if not picked:
             raise ValueError(f"no check is named {name!r}; the checks are: "
