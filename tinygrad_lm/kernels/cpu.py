@@ -235,18 +235,18 @@ def _layer_norm_backward_loop(dout, x, mean, rstd, weight, dx, dw_chunks,  # noq
             mu, s = mean[r, 0], rstd[r, 0]
             mean_g = T(0.0)
             mean_gx = T(0.0)
-            for j in range(width):
-                xhat = (x[r, j] - mu) * s
+            for j in range(width):  # reductions only: this loop vectorises
                 g = dout[r, j] * weight[j]
                 mean_g += g
-                mean_gx += g * xhat
-                dw_chunks[c, j] += dout[r, j] * xhat
-                db_chunks[c, j] += dout[r, j]
+                mean_gx += g * (x[r, j] - mu)
             mean_g /= T(width)
-            mean_gx /= T(width)
-            for j in range(width):
+            mean_gx *= s / T(width)  # mean of g * xhat
+            for j in range(width):  # then every store, the weight and bias gradients too
                 xhat = (x[r, j] - mu) * s
-                dx[r, j] = s * (dout[r, j] * weight[j] - mean_g - xhat * mean_gx)
+                d = dout[r, j]
+                dx[r, j] = s * (d * weight[j] - mean_g - xhat * mean_gx)
+                dw_chunks[c, j] += d * xhat
+                db_chunks[c, j] += d
 
 
 _LAYER_NORM = _serial_and_parallel(_layer_norm_loop)
@@ -313,13 +313,14 @@ def _rms_norm_backward_loop(dout, x, rstd, weight, dx, dw_chunks):  # noqa: ANN0
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             s = rstd[r, 0]
             mean_gx = T(0.0)
-            for j in range(width):
+            for j in range(width):  # the reduction alone: this loop vectorises
+                mean_gx += dout[r, j] * weight[j] * x[r, j]
+            mean_gx *= s / T(width)  # mean of g * xhat
+            for j in range(width):  # then the stores, the weight gradient's too
                 xhat = x[r, j] * s
-                mean_gx += dout[r, j] * weight[j] * xhat
-                dw_chunks[c, j] += dout[r, j] * xhat
-            mean_gx /= T(width)
-            for j in range(width):
-                dx[r, j] = s * (dout[r, j] * weight[j] - x[r, j] * s * mean_gx)
+                d = dout[r, j]
+                dx[r, j] = s * (d * weight[j] - xhat * mean_gx)
+                dw_chunks[c, j] += d * xhat
 
 
 _RMS_NORM = _serial_and_parallel(_rms_norm_loop)
