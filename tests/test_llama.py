@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from test_gpt import record_forward_calls
 import tinygrad_lm as tl
 from tinygrad_lm import Tensor, cli
 from tinygrad_lm.models import GPT, GPTConfig
@@ -337,14 +338,7 @@ def test_rolling_cache_generation_equals_uncached_past_the_window(option, prompt
 def test_the_rolling_cache_is_filled_once_and_never_refilled(monkeypatch):
     tl.manual_seed(0)
     model = GPT(config(pos_emb="rope")).eval()
-    calls: list[tuple[int, int]] = []
-    forward = model.forward
-
-    def recording(idx, targets=None, caches=None):
-        calls.append((idx.shape[1], caches[0].length if caches else 0))
-        return forward(idx, targets, caches)
-
-    monkeypatch.setattr(model, "forward", recording)
+    calls = record_forward_calls(model, monkeypatch)
     model.generate(np.array([[1, 2, 3]]), 20, temperature=0.0)
     assert calls == [(3, 0)] + [(1, n) for n in range(3, 22)]
     calls.clear()

@@ -241,8 +241,9 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a run's model as Hugging Face GPT-2 files",
                        description="Write the model of the run in --out (its best checkpoint, "
                        "else its latest) to OUT/<format>/: model.safetensors and config.json "
-                       "in GPT-2's layout, and the run's tokenizer as tokenizer.tlm. Prints "
-                       "the directory.")
+                       "in GPT-2's layout, and the run's tokenizer (GPT-2's vocab.json and "
+                       "merges.txt for a fine-tuned GPT-2, else tokenizer.tlm). Prints the "
+                       "directory.")
     p.add_argument("--out", default="out", help="the training run's directory (default: out)")
     p.add_argument("--format", choices=FORMATS, default=FORMATS[0])
 
