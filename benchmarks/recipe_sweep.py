@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,7 +50,6 @@ NANOGPT_FLAGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=
                  "--eval_iters=20", "--log_interval=250", "--block_size=64", "--batch_size=12",
                  "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
                  "--lr_decay_iters=2000", "--dropout=0.0", "--always_save_checkpoint=True"]
-NANOGPT_OUT = Path(os.environ.get("TMPDIR", "/tmp")) / "recipe_sweep_nanogpt"
 
 EVAL_INTERVAL = 500  # every candidate evaluates on 20 batches this often, as the preset does
 
@@ -82,21 +82,28 @@ def as_flags(values: dict[str, Any]) -> list[str]:
     return flags
 
 
-def time_nanogpt(nanogpt: Path, data: Path) -> float:
-    """Seconds nanoGPT's CPU recipe takes end to end (its own data files prepared first)."""
+def time_nanogpt(nanogpt: Path, data: Path, out: Path) -> float:
+    """Seconds nanoGPT's CPU recipe takes end to end, its checkpoint written into ``out``.
+    Its data files are prepared first from ``data`` (nanoGPT's own prepare.py), unless the
+    checkout holds them; an input.txt there that is not ``data`` is an error, never replaced."""
     prepared = nanogpt / "data" / "shakespeare_char"
     if not (prepared / "val.bin").exists():
-        shutil.copy(data, prepared / "input.txt")
+        given = prepared / "input.txt"
+        if not given.exists():
+            shutil.copy(data, given)
+        elif given.read_bytes() != data.read_bytes():
+            raise SystemExit(f"recipe_sweep: {given} is not {data}; prepare nanoGPT's data "
+                             f"yourself or remove that file")
         subprocess.run([sys.executable, "prepare.py"], cwd=prepared, check=True,
                        stdout=subprocess.DEVNULL)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "train.py", *NANOGPT_FLAGS, f"--out_dir={NANOGPT_OUT}"],
+    subprocess.run([sys.executable, "train.py", *NANOGPT_FLAGS, f"--out_dir={out}"],
                    cwd=nanogpt, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
-def nanogpt_val_loss(data: Path) -> float:
+def nanogpt_val_loss(out: Path, data: Path) -> float:
     """The whole-split val loss of the model nanoGPT's run saved, scored by the evaluator the
     candidates get (nanoGPT's state_dict names are tinygrad_lm's; PyTorch reads its file)."""
     import torch
@@ -106,7 +113,7 @@ def nanogpt_val_loss(data: Path) -> float:
     from tinygrad_lm.evaluate import split_ids, split_loss
     from tinygrad_lm.models import GPT, GPTConfig
 
-    ckpt = torch.load(NANOGPT_OUT / "ckpt.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict({k.removeprefix("_orig_mod."): v.numpy()
                            for k, v in ckpt["model"].items()})
@@ -115,15 +122,19 @@ def nanogpt_val_loss(data: Path) -> float:
     return split_loss(model.eval(), ids, model.config.block_size)[0]
 
 
-def confirm(nanogpt: Path, data: Path, work: Path, seeds: list[int]) -> list[dict[str, Any]]:
+def confirm(nanogpt: Path, data: Path, work: Path, seeds: list[int],
+            overwrite: bool) -> list[dict[str, Any]]:
     """nanoGPT's recipe and ``train --preset shakespeare`` taking turns, once per seed (nanoGPT
     keeps its own seed): the wall time of each whole run and its whole-split val loss."""
     rows = []
     for seed in seeds:
-        row: dict[str, Any] = {"seed": seed, "nanogpt_wall_s": time_nanogpt(nanogpt, data),
-                               "nanogpt_val_loss": nanogpt_val_loss(data)}
+        with tempfile.TemporaryDirectory() as scratch:
+            row: dict[str, Any] = {"seed": seed,
+                                   "nanogpt_wall_s": time_nanogpt(nanogpt, data, Path(scratch)),
+                                   "nanogpt_val_loss": nanogpt_val_loss(Path(scratch), data)}
         out = work / f"confirm-{seed}"
-        row["wall_s"] = train("shakespeare", {"preset": "shakespeare", "seed": seed}, data, out)
+        row["wall_s"] = train("shakespeare", {"preset": "shakespeare", "seed": seed}, data, out,
+                              overwrite=overwrite)
         row["val_loss"] = evaluate_run(out, str(data))["loss"]
         print(f"seed {seed}: nanoGPT {row['nanogpt_wall_s']:.1f} s, val "
               f"{row['nanogpt_val_loss']:.4f}; --preset shakespeare {row['wall_s']:.1f} s, val "
@@ -133,19 +144,20 @@ def confirm(nanogpt: Path, data: Path, work: Path, seeds: list[int]) -> list[dic
 
 
 def train(name: str, flags: dict[str, Any], data: Path, out: Path, threads: int | None = None,
-          ) -> float:
-    """Run ``tinygrad-lm train`` quietly into ``out`` (replacing it); its wall seconds."""
+          overwrite: bool = False) -> float:
+    """Run ``tinygrad-lm train`` quietly into ``out`` (replacing a run there only with
+    ``overwrite``; else train's refusal ends the sweep); its wall seconds."""
     env = dict(os.environ)
     if threads is not None:
         env.update(OPENBLAS_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads),
                    OMP_NUM_THREADS=str(threads))
     command = [sys.executable, "-m", "tinygrad_lm", "train", "--data", str(data),
-               "--out", str(out), "--overwrite", "--quiet", "--sample-tokens", "0",
-               *as_flags(flags)]
+               "--out", str(out), "--quiet", "--sample-tokens", "0", *as_flags(flags)] \
+        + (["--overwrite"] if overwrite else [])
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"{name}: {' '.join(command)} failed:\n{result.stderr}")
+        raise SystemExit(f"recipe_sweep: {name}: {result.stderr.strip()}")
     return time.perf_counter() - started
 
 
@@ -158,15 +170,16 @@ def shape_of(flags: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, v) for k, v in flags.items() if k not in OPTIMIZER_FLAGS))
 
 
-def calibrate(name: str, flags: dict[str, Any], data: Path, work: Path) -> dict[str, float]:
-    """ms per step (median of steps 11-200) and the fixed seconds of a 200-step run."""
-    out = work / f"calibrate-{name}"
-    wall = train(name, {**flags, "max_iters": CALIBRATION_STEPS,
-                        "eval_interval": CALIBRATION_STEPS}, data, out)
-    steps = [json.loads(line)["ms"] for line in (out / "metrics.jsonl").read_text().splitlines()
-             if '"ms"' in line]
+def calibrate(name: str, flags: dict[str, Any], data: Path) -> dict[str, float]:
+    """ms per step (median of steps 11-200) and the fixed seconds of a 200-step run (in a
+    temporary directory)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / name
+        wall = train(name, {**flags, "max_iters": CALIBRATION_STEPS,
+                            "eval_interval": CALIBRATION_STEPS}, data, out)
+        steps = [json.loads(line)["ms"] for line in
+                 (out / "metrics.jsonl").read_text().splitlines() if '"ms"' in line]
     step_s = statistics.median(steps[10:]) / 1e3
-    shutil.rmtree(out)
     return {"step_s": step_s, "fixed_s": wall - sum(steps) / 1e3}
 
 
@@ -184,11 +197,11 @@ def iterations_within(budget: float, step_s: float, fixed_s: float) -> int:
 
 
 def run_candidate(name: str, flags: dict[str, Any], iters: int, data: Path, work: Path,
-                  threads: int | None) -> dict[str, Any]:
+                  threads: int | None, overwrite: bool) -> dict[str, Any]:
     """Train ``name`` for ``iters`` iterations and score it on the whole validation split."""
     out = work / name
     wall = train(name, {**flags, "max_iters": iters, "eval_interval": EVAL_INTERVAL}, data,
-                 out, threads)
+                 out, threads, overwrite)
     scored = evaluate_run(out, str(data))
     return {"name": name, "flags": flags, "iters": iters, "wall_s": wall,
             "val_loss": scored["loss"]}
@@ -252,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
                         "--preset shakespeare in turns, once per seed")
     parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), default=None)
     parser.add_argument("--jobs", type=int, default=1, help="candidates trained at once")
-    parser.add_argument("--work", type=Path, default=Path("runs/recipe_sweep"))
+    parser.add_argument("--work", type=Path, default=Path("runs/recipe_sweep"),
+                        help="where each candidate's run is kept, in a folder of its name")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the runs an earlier sweep left in --work")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="an SVG of the results")
     args = parser.parse_args(argv)
@@ -269,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.confirm:
         if not args.nanogpt:
             parser.error("--confirm needs --nanogpt")
-        rows = confirm(args.nanogpt.resolve(), data, args.work, args.confirm)
+        rows = confirm(args.nanogpt.resolve(), data, args.work, args.confirm, args.overwrite)
         if args.json:
             harness.write_json(args.json, {"machine": where, "confirm": rows})
         return 0
-    seconds = time_nanogpt(args.nanogpt.resolve(), data) if args.nanogpt else args.budget
+    if args.nanogpt:
+        with tempfile.TemporaryDirectory() as scratch:
+            seconds = time_nanogpt(args.nanogpt.resolve(), data, Path(scratch))
+    else:
+        seconds = args.budget
     print(f"budget: {seconds:.1f} s" + (" (nanoGPT's CPU recipe, end to end)"
                                          if args.nanogpt else ""), flush=True)
     names = args.only or list(CANDIDATES)
@@ -282,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         shape = shape_of(CANDIDATES[name])
         if shape not in by_shape:
-            by_shape[shape] = calibrate(name, CANDIDATES[name], data, args.work)
+            by_shape[shape] = calibrate(name, CANDIDATES[name], data)
             by_shape[shape]["iters"] = iterations_within(seconds, **by_shape[shape])
         plans[name] = by_shape[shape]
         print(f"{name}: {plans[name]['step_s'] * 1e3:.1f} ms/step, "
@@ -291,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, machine.cpu_count() // args.jobs) if args.jobs > 1 else None
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda n: run_candidate(n, CANDIDATES[n], plans[n]["iters"], data,
-                                                     args.work, threads), names))
+                                                     args.work, threads, args.overwrite),
+                                   names))
     for row in rows:
         row["step_ms"] = plans[row["name"]]["step_s"] * 1e3
     report(rows, seconds, args)
