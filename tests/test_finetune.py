@@ -103,6 +103,18 @@ def test_init_from_refuses_what_the_weights_fix(gpt2_dir, corpus, tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_weights_that_cannot_be_read_are_one_line_naming_the_flag(gpt2_dir, corpus, tmp_path,
+                                                                  capsys):
+    (gpt2_dir / "merges.txt").unlink()
+    for source, problem in [(tmp_path / "nowhere", "is neither a file, a directory"),
+                            (gpt2_dir, "no tokenizer beside")]:
+        assert cli.main(["train", "--init-from", str(source), "--data", str(corpus), "--out",
+                         str(tmp_path / "run"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("tinygrad-lm train: error: --init-from: ") and problem in err
+        assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
 def test_crop_block_size_keeps_the_logits_of_short_sequences():
     model = GPT(GPTConfig(block_size=12, vocab_size=11, n_layer=2, n_head=2, n_embd=8))
     ids = Tensor(np.arange(8).reshape(1, 8) % 11)

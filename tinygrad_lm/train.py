@@ -33,10 +33,10 @@ from typing import Any, Callable
 from . import backend, distributed, nn, optim
 from .atomic import atomic_write_bytes
 from .config import no_grad
-from .data import batches, corpora
+from .data import DataError, batches, corpora
 from .data.tokenizers import Tokenizer, tokenizer_from_dict
 from .models.gpt import GPT, GPTConfig, training_flops_per_token
-from .models.pretrained import load_pretrained_with_tokenizer
+from .models.pretrained import PretrainedError, load_pretrained_with_tokenizer
 from .progress import Progress
 from .rundir import (BEST_CHECKPOINT, CHECKPOINT, CONFIG, DATA, METRICS, PLOT, RunDir,
                      trim_metrics)
@@ -304,7 +304,10 @@ class Trainer:
             return None, None
         if checkpoint is not None:
             return None, tokenizer_from_dict(checkpoint["tokenizer"])
-        model, tokenizer = load_pretrained_with_tokenizer(cfg.init_from, cfg.dropout)
+        try:
+            model, tokenizer = load_pretrained_with_tokenizer(cfg.init_from, cfg.dropout)
+        except (PretrainedError, DataError) as exc:
+            raise ConfigError(f"--init-from: {exc}") from None
         c = model.config
         if cfg.block_size > c.block_size:
             raise ConfigError(f"--block-size {cfg.block_size} is longer than the context of "
