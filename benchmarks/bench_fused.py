@@ -5,7 +5,11 @@ The ops a GPT step leans on, at the shapes they have in the tiny, baby and small
 (benchmarks/shapes.py): GELU on (B*T, 4C), layer norm on (B*T, C), softmax cross-entropy
 (mean) on (B*T, 65), causal attention on (B, heads, T, C/heads), the embedding's forward and
 backward (a scatter-add) on (B, T) ids into (65, C), the AdamW update of the config's model
-parameters, and gradient-norm clipping of their gradients. Three worker processes, one
+parameters, and gradient-norm clipping of their gradients. The gradients are taken with
+``grad`` (``torch.autograd.grad``), which returns them: inside a model an op's inputs are
+activations, not leaves, and no ``.grad`` is written (our engine copies a gradient into a
+leaf's first ``.grad``, PyTorch hands its buffer over; that copy would be timed here and never
+in a train step). Three worker processes, one
 per library and kernel setting, take turns (benchmarks/workers.py says how and why); the
 ratio fast / torch is the one to read (the goal: at most 1.5x at the baby and small sizes).
 Before timing, the workers' norms of the output and of every gradient are compared: the
