@@ -59,6 +59,30 @@ def test_attention_in_chunks_of_the_batch_equals_reference(case: str, width: int
         kernel_cases.assert_close(expected, actual, np.float64, False, case)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_skips_the_keys_a_mask_hides_and_a_row_that_sees_none_is_nan(dtype: Any
+                                                                             ) -> None:
+    """The passes stop at each row's last visible key (padding on the right, a causal
+    diagonal); a row whose mask hides every key gives NaN, as reference.py's 0/0 does."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 3, 5, 4)).astype(dtype) for _ in range(3))
+    mask = np.triu(np.full((5, 5), -np.inf, dtype), k=1)
+    mask[:, 3:] = -np.inf  # padded keys 3 and 4: rows 3 and 4 see keys 0..2 only
+    mask[1] = -np.inf      # row 1 sees nothing
+    dout = rng.standard_normal(q.shape).astype(dtype)
+    results = []
+    for implementation in (reference, cpu):
+        out = np.zeros_like(q)
+        log_sum_exp = implementation.attention(q, k, v, mask, 0.5, None, out)
+        grads = [np.zeros_like(q) for _ in range(3)]
+        implementation.attention_backward(q, k, v, mask, 0.5, None, log_sum_exp, out, dout,
+                                          *grads)
+        results.append([out, log_sum_exp, *grads])
+    for expected, actual in zip(*results):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert np.isnan(results[1][0][:, :, 1]).all() and np.isfinite(results[1][0][:, :, 0]).all()
+
+
 def test_every_reference_kernel_has_a_cpu_and_a_cuda_twin_and_a_case() -> None:
     from tinygrad_lm.kernels import cuda
 

@@ -584,51 +584,67 @@ def cross_entropy_backward(logits: Any, log_norm: Any, targets: Any, ignore_inde
 # every head, is one compiled pass each way. Scores are (heads, L, S) with heads = all the
 # leading axes; the mask is (L, S) or absent; the dropout keep-mask is scores-shaped.
 
-def _attention_weights_loop(scores, mask, scale, keep, log_sum_exp):  # noqa: ANN001, ANN202
-    """In place: scores -> dropout(P), P = exp(S - L), S = scores * scale + mask; L per row."""
+def _attention_weights_loop(scores, mask, visible, scale, keep,  # noqa: ANN001
+                            log_sum_exp):  # noqa: ANN001, ANN202
+    """In place: scores -> dropout(P), P = exp(S - L), S = scores * scale + mask; L per row.
+    Row i's keys from visible[i] on are masked (-inf): their P is 0, written without exp."""
     T = scores.dtype.type
     heads, length, width = scores.shape
     for h in prange(heads):
         for i in range(length):
+            n = visible[i]
             top = T(-np.inf)
-            for j in range(width):
+            for j in range(n):
                 s = scores[h, i, j] * T(scale) + (mask[i, j] if mask.shape[0] else T(0.0))
                 scores[h, i, j] = s
                 top = max(top, s)
+            if top == T(-np.inf):  # every key masked: softmax is 0/0, NaN as in reference.py
+                log_sum_exp[h, i] = T(np.nan)
+                scores[h, i, :] = T(np.nan)
+                continue
             total = T(0.0)
-            for j in range(width):
-                total += exp_nonpositive(scores[h, i, j] - top)
-            lse = top + math.log(total)
-            log_sum_exp[h, i] = lse
-            for j in range(width):
-                p = exp_nonpositive(scores[h, i, j] - lse)
+            for j in range(n):
+                e = exp_nonpositive(scores[h, i, j] - top)
+                scores[h, i, j] = e
+                total += e
+            log_sum_exp[h, i] = top + math.log(total)
+            inverse = T(1.0) / total  # P = e^(S - top) / total: one exp per score
+            for j in range(n):
+                p = scores[h, i, j] * inverse
                 scores[h, i, j] = p * keep[h, i, j] if keep.shape[0] else p
+            scores[h, i, n:] = T(0.0)
 
 
-def _attention_recompute_loop(scores, mask, scale, log_sum_exp):  # noqa: ANN001, ANN202
-    """In place: scores -> P = exp(scores * scale + mask - L)."""
+def _attention_recompute_loop(scores, mask, visible, scale, log_sum_exp):  # noqa: ANN001, ANN202
+    """In place: scores -> P = exp(scores * scale + mask - L), 0 from visible[i] on."""
     T = scores.dtype.type
     heads, length, width = scores.shape
     for h in prange(heads):
         for i in range(length):
+            n = visible[i]
             lse = log_sum_exp[h, i]
-            for j in range(width):
+            for j in range(n):
                 s = scores[h, i, j] * T(scale) + (mask[i, j] if mask.shape[0] else T(0.0))
                 scores[h, i, j] = exp_nonpositive(s - lse)
+            scores[h, i, n:] = T(0.0)
 
 
-def _attention_dscores_loop(weights, dweights, keep, dout, out, scale):  # noqa: ANN001, ANN202
-    """In place: dweights -> dS * scale, dS = P * (dP * keep - sum(dO * O))."""
+def _attention_dscores_loop(weights, dweights, visible, keep, dout, out,  # noqa: ANN001
+                            scale):  # noqa: ANN001, ANN202
+    """In place: dweights -> dS * scale, dS = P * (dP * keep - sum(dO * O)); 0 where P is
+    (from visible[i] on)."""
     T = weights.dtype.type
     heads, length, width = weights.shape
     for h in prange(heads):
         for i in range(length):
+            n = visible[i]
             d = T(0.0)
             for j in range(dout.shape[2]):
                 d += dout[h, i, j] * out[h, i, j]
-            for j in range(width):
+            for j in range(n):
                 dp = dweights[h, i, j] * keep[h, i, j] if keep.shape[0] else dweights[h, i, j]
                 dweights[h, i, j] = weights[h, i, j] * (dp - d) * T(scale)
+            dweights[h, i, n:] = T(0.0)
 
 
 _ATTENTION_WEIGHTS = _serial_and_parallel(_attention_weights_loop)
@@ -654,6 +670,17 @@ def _fits_kernels(q: Any, mask: Any, keep: Any) -> bool:
     return (q.dtype.type in _NONE_2D and q.ndim >= 2 and q.shape[-2] > 0
             and (mask is None or mask.ndim == 2)
             and (keep is None or keep.shape[:-2] == q.shape[:-2]))
+
+
+def _visible_keys(mask: Any, length: int, source: int) -> Any:
+    """For each query row, 1 + the last key its mask row leaves visible (not -inf): the keys
+    after it get weight exactly 0, and the passes skip them (about half, causally). All S
+    where there is no mask, and where a row hides every key (its softmax is NaN)."""
+    if mask is None:
+        return np.full(length, source, np.int64)
+    seen = np.broadcast_to(mask != -np.inf, (length, source))  # NaN counts as visible
+    last = source - np.argmax(seen[:, ::-1], axis=1)
+    return np.where(seen.any(axis=1), last, source).astype(np.int64)
 
 
 def _as_heads(a: Any) -> Any:
@@ -685,10 +712,11 @@ def attention(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: Any, out: A
         return reference.attention(q, k, v, mask, scale, keep, out)
     log_sum_exp = np.empty(q.shape[:-1] + (1,), q.dtype)
     mask_rows = _mask_or_none(mask, q.dtype)
+    visible = _visible_keys(mask, q.shape[-2], k.shape[-2])
     for part in _chunks(q, k):
         scores = np.matmul(q[part], np.swapaxes(k[part], -1, -2))  # a fresh (..., L, S) array
         heads = _as_heads(scores)
-        _run(_ATTENTION_WEIGHTS, scores.size, heads, mask_rows, scale,
+        _run(_ATTENTION_WEIGHTS, scores.size, heads, mask_rows, visible, scale,
              _keep_or_none(None if keep is None else keep[part], q.dtype),
              log_sum_exp[part].reshape(heads.shape[:2]))
         np.matmul(scores, v[part], out=out[part])
@@ -705,18 +733,19 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
                                      dq, dk, dv)
         return
     mask_rows = _mask_or_none(mask, q.dtype)
+    visible = _visible_keys(mask, q.shape[-2], k.shape[-2])
     log_sum_exp = np.ascontiguousarray(log_sum_exp)
     dout = np.ascontiguousarray(dout, q.dtype)
     out = np.ascontiguousarray(out)
     for part in _chunks(q, k):
         qc, kc, keep_c = q[part], k[part], None if keep is None else keep[part]
         weights = np.matmul(qc, np.swapaxes(kc, -1, -2))
-        _run(_ATTENTION_RECOMPUTE, weights.size, _as_heads(weights), mask_rows, scale,
+        _run(_ATTENTION_RECOMPUTE, weights.size, _as_heads(weights), mask_rows, visible, scale,
              log_sum_exp[part].reshape(-1, weights.shape[-2]))
         dropped = weights if keep_c is None else weights * keep_c
         np.matmul(np.swapaxes(dropped, -1, -2), dout[part], out=dv[part])
         dscores = np.matmul(dout[part], np.swapaxes(v[part], -1, -2))
-        _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores),
+        _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores), visible,
              _keep_or_none(keep_c, q.dtype), _as_heads(dout[part]), _as_heads(out[part]),
              scale)
         np.matmul(dscores, kc, out=dq[part])
