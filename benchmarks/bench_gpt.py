@@ -9,7 +9,10 @@ taking turns (benchmarks/workers.py says how and why):
   and that as a share of the sgemm peak measured on the spot (NumPy's, in the tinygrad_lm
   worker, and PyTorch's: the share is of the faster);
 - peak memory: each library runs a few steps in a fresh worker, which reports its peak
-  resident set size (CPU) or peak pool bytes (GPU).
+  resident set size (CPU) or peak pool bytes (GPU);
+- the floor: the step's matmuls alone (``shapes.step_matmuls``), on the array library's
+  BLAS in the first tinygrad_lm worker and on PyTorch's, printed under the table beside
+  0.75x of PyTorch's step. No step built on those matmuls can beat their time.
 
 ``--kernels fast reference`` also times tinygrad_lm with its reference kernels (a worker of
 its own); ``--contention N`` keeps N CPU-bound processes busy while the configs are timed
@@ -73,6 +76,9 @@ def measure_config(pool: Mapping[str, workers.Worker], name: str,
     """The step and the forward pass of config ``name`` in every worker: one JSON row."""
     steps, setups = workers.alternate(pool, "gpt_step", {"config": name}, settings)
     forwards, _ = workers.alternate(pool, "gpt_forward", {"config": name}, settings)
+    first = next(iter(pool))
+    floors, _ = workers.alternate({lib: w for lib, w in pool.items() if lib in (first, "torch")},
+                                  "gpt_matmuls", {"config": name}, settings)
     flops = flops_per_step(name)
     row: dict[str, Any] = {"config": name, "device": pool[next(iter(pool))].hello["device"],
                            **CONFIGS[name], "vocab_size": VOCAB, "flops_per_step": flops}
@@ -81,6 +87,8 @@ def measure_config(pool: Mapping[str, workers.Worker], name: str,
                     "tokens_per_s": shapes.tokens(name) / steps[lib].median,
                     "gflops": flops / steps[lib].median / 1e9,
                     "parameters": setups[lib]["info"]["parameters"]}
+        if lib in floors:
+            row[lib]["matmuls"] = floors[lib].to_dict()
         if lib != "torch" and "torch" in pool:
             row[lib]["step_ratio"] = harness.ratio(steps[lib], steps["torch"])
             row[lib]["forward_ratio"] = harness.ratio(forwards[lib], forwards["torch"])
@@ -142,10 +150,26 @@ def report(rows: Sequence[dict[str, Any]], peak: Mapping[str, Mapping[str, Any]]
                 f"{r['gflops']:.1f}", _share(r["gflops"], reference),
                 f"{mem / 2**30:.2f} GiB" if mem else "-", harness.fmt_ratio(ratio)])
     table = harness.format_table(headers, lines, align="lll" + "r" * 8)
+    floors = [_floor(row) for row in rows]
+    table += "".join(f"\n{floor}" for floor in floors if floor)
     if any(line[8].endswith("!") for line in lines):
         table += ("\n! more than the sgemm peak measured in this run: that measurement came out "
                   "low (a busy machine, or --quick's 512 x 512 matmul), so the share means little")
     return table
+
+
+def _floor(row: Mapping[str, Any]) -> str:
+    """What the step's matmuls alone take in each library (``shapes.step_matmuls``), and
+    0.75x of PyTorch's step: no step built on those matmuls can be faster than them."""
+    timed = {lib: r["matmuls"]["median_s"] for lib, r in row.items()
+             if isinstance(r, dict) and "matmuls" in r}
+    if not timed:
+        return ""
+    text = f"{row['config']} {row['device']}: the step's matmuls alone take " + ", ".join(
+        f"{harness.fmt_time(t)} ({lib})" for lib, t in timed.items())
+    if isinstance(row.get("torch"), dict):
+        text += f"; 0.75x of torch's step is {harness.fmt_time(0.75 * row['torch']['step']['median_s'])}"
+    return text
 
 
 def _share(gflops: float, peak: float) -> str:

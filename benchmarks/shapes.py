@@ -52,6 +52,27 @@ def flops_per_step(name: str) -> float:
     return tokens(name) * (6 * weights + 12 * c["n_layer"] * c["block_size"] * width)
 
 
+def step_matmuls(name: str) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The operand shapes of every matmul one training step of config ``name`` must do, the
+    fewest there can be: for each Linear (per layer c_attn, c_proj and the MLP's two, then
+    lm_head) y = x W^T, dx = dy W and dW = dy^T x over the B*T rows; for attention, batched
+    over batch and heads, S = q k^T and O = P v forward, dP = dO v^T, dV = P^T dO, dq = dS k
+    and dk = dS^T q backward. Their FLOPs are ``flops_per_step``'s (a test checks), and the
+    time they take alone is a floor under any step built on the same matmuls."""
+    c = CONFIGS[name]
+    rows, width, heads = tokens(name), c["n_embd"], (c["batch_size"], c["n_head"])
+    length, head = c["block_size"], c["n_embd"] // c["n_head"]
+    products: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    linears = [(width, 3 * width), (width, width), (width, 4 * width), (4 * width, width)]
+    for fan_in, fan_out in linears * c["n_layer"] + [(width, VOCAB)]:
+        products += [((rows, fan_in), (fan_in, fan_out)), ((rows, fan_out), (fan_out, fan_in)),
+                     ((fan_out, rows), (rows, fan_in))]
+    scores_by_head = ((*heads, length, head), (*heads, head, length))  # q k^T, dO v^T
+    weights_by_value = ((*heads, length, length), (*heads, length, head))  # P v, P^T dO, ...
+    products += ([scores_by_head] * 2 + [weights_by_value] * 4) * c["n_layer"]
+    return products
+
+
 def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Token ids (B, T) and their next-token targets for the config ``name``."""
     c = CONFIGS[name]

@@ -60,9 +60,10 @@ def _blas_name() -> str | None:
 
 
 def build(device: str, task: str, **args: Any) -> Task:
-    """The Task named ``task`` (``sgemm``, ``gpt_step``, ``gpt_forward`` or ``op``)."""
-    return {"sgemm": sgemm, "gpt_step": gpt_step, "gpt_forward": gpt_forward,
-            "op": op}[task](device, **args)
+    """The Task named ``task`` (``sgemm``, ``gpt_matmuls``, ``gpt_step``, ``gpt_forward`` or
+    ``op``)."""
+    return {"sgemm": sgemm, "gpt_matmuls": gpt_matmuls, "gpt_step": gpt_step,
+            "gpt_forward": gpt_forward, "op": op}[task](device, **args)
 
 
 def peak_memory(device: str) -> int:
@@ -78,6 +79,21 @@ def sgemm(device: str, n: int) -> Task:
     dev = backend.get_device(device)
     a, b = dev.randn((n, n), np.float32), dev.randn((n, n), np.float32)
     return Task(Candidate(lambda: a @ b, dev.synchronize))
+
+
+def gpt_matmuls(device: str, config: str) -> Task:
+    """Every matmul of ``config``'s train step (``shapes.step_matmuls``) and nothing else,
+    on the array library itself: the floor under tinygrad_lm's step on this BLAS."""
+    dev = backend.get_device(device)
+    operands: dict[tuple[int, ...], Any] = {}  # one array per shape: the values do not matter
+    pairs = [tuple(operands.setdefault(shape, dev.randn(shape, np.float32)) for shape in pair)
+             for pair in shapes.step_matmuls(config)]
+
+    def matmuls() -> None:
+        for a, b in pairs:
+            a @ b
+
+    return Task(Candidate(matmuls, dev.synchronize))
 
 
 def _gpt(device: str, config: str) -> tuple[GPT, tl.Tensor, tl.Tensor]:

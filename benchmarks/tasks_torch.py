@@ -41,9 +41,10 @@ def configure(device: str, kernels: str, threads: int | None) -> dict[str, Any]:
 
 
 def build(device: str, task: str, **args: Any) -> Task:
-    """The Task named ``task`` (``sgemm``, ``gpt_step``, ``gpt_forward`` or ``op``)."""
-    return {"sgemm": sgemm, "gpt_step": gpt_step, "gpt_forward": gpt_forward,
-            "op": op}[task](device, **args)
+    """The Task named ``task`` (``sgemm``, ``gpt_matmuls``, ``gpt_step``, ``gpt_forward`` or
+    ``op``)."""
+    return {"sgemm": sgemm, "gpt_matmuls": gpt_matmuls, "gpt_step": gpt_step,
+            "gpt_forward": gpt_forward, "op": op}[task](device, **args)
 
 
 def peak_memory(device: str) -> int:
@@ -63,6 +64,20 @@ def sgemm(device: str, n: int) -> Task:
     """An ``n`` x ``n`` float32 matmul."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     return Task(Candidate(lambda: a @ b, _sync(device)))
+
+
+def gpt_matmuls(device: str, config: str) -> Task:
+    """Every matmul of ``config``'s train step (``shapes.step_matmuls``), as
+    tasks_tinygrad.gpt_matmuls, on PyTorch's matmul."""
+    operands: dict[tuple[int, ...], torch.Tensor] = {}
+    pairs = [tuple(operands.setdefault(shape, torch.randn(shape, device=device)) for shape in pair)
+             for pair in shapes.step_matmuls(config)]
+
+    def matmuls() -> None:
+        for a, b in pairs:
+            a @ b
+
+    return Task(Candidate(matmuls, _sync(device)))
 
 
 def _gpt(device: str, config: str) -> tuple[TorchGPT, torch.Tensor, torch.Tensor]:

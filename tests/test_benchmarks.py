@@ -254,6 +254,10 @@ def test_gpt_run_times_every_worker_and_ends_the_busy_processes(gpt_run: dict) -
             assert r["step_ratio"] == pytest.approx(r["step"]["median_s"]
                                                     / row["torch"]["step"]["median_s"])
     assert {row[lib]["parameters"] for lib in LIBRARIES} == {row["tinygrad_lm"]["parameters"]}
+    floors = {lib for lib in LIBRARIES if "matmuls" in row[lib]}  # the first worker and torch's
+    assert floors == {"tinygrad_lm"} | ({"torch"} if HAS_TORCH else set())
+    assert all(row[lib]["matmuls"]["median_s"] > 0 for lib in floors)
+    assert "tiny cpu: the step's matmuls alone take" in gpt_run["stdout"]
     contention = gpt_run["contention"]
     assert contention["processes"] == 1 and len(contention["pids"]) == 1
     for pid in contention["pids"]:
@@ -381,6 +385,9 @@ def test_shapes_match_the_model_and_the_trainer() -> None:
     for name in shapes.CONFIGS:  # the count written out for the torch worker is the model's
         assert shapes.flops_per_step(name) == shapes.tokens(name) * \
             training_flops_per_token(GPTConfig(**shapes.model_kwargs(name)))
+    for name in shapes.CONFIGS:  # the floor's matmuls do the counted FLOPs, no more
+        assert sum(2 * math.prod(a) * b[-1] for a, b in shapes.step_matmuls(name)) == \
+            shapes.flops_per_step(name)
     B, T, C = c["batch_size"], c["block_size"], c["n_embd"]
     assert shapes.op_shapes("gelu", "tiny") == [[B * T, 4 * C]]
     assert shapes.op_shapes("attention", "tiny") == [[B, c["n_head"], T, C // c["n_head"]]] * 3
