@@ -168,7 +168,8 @@ def _floor(row: Mapping[str, Any]) -> str:
     text = f"{row['config']} {row['device']}: the step's matmuls alone take " + ", ".join(
         f"{harness.fmt_time(t)} ({lib})" for lib, t in timed.items())
     if isinstance(row.get("torch"), dict):
-        text += f"; 0.75x of torch's step is {harness.fmt_time(0.75 * row['torch']['step']['median_s'])}"
+        goal = 0.75 * row["torch"]["step"]["median_s"]
+        text += f"; 0.75x of torch's step is {harness.fmt_time(goal)}"
     return text
 
 
