@@ -629,18 +629,16 @@ def _attention_recompute_loop(scores, mask, visible, scale, log_sum_exp):  # noq
             scores[h, i, n:] = T(0.0)
 
 
-def _attention_dscores_loop(weights, dweights, visible, keep, dout, out,  # noqa: ANN001
+def _attention_dscores_loop(weights, dweights, visible, keep, row_dots,  # noqa: ANN001
                             scale):  # noqa: ANN001, ANN202
-    """In place: dweights -> dS * scale, dS = P * (dP * keep - sum(dO * O)); 0 where P is
-    (from visible[i] on)."""
+    """In place: dweights -> dS * scale, dS = P * (dP * keep - sum(dO * O)), the row sums
+    given (row_dots); 0 where P is (from visible[i] on)."""
     T = weights.dtype.type
     heads, length, width = weights.shape
     for h in prange(heads):
         for i in range(length):
             n = visible[i]
-            d = T(0.0)
-            for j in range(dout.shape[2]):
-                d += dout[h, i, j] * out[h, i, j]
+            d = row_dots[h, i]
             for j in range(n):
                 dp = dweights[h, i, j] * keep[h, i, j] if keep.shape[0] else dweights[h, i, j]
                 dweights[h, i, j] = weights[h, i, j] * (dp - d) * T(scale)
@@ -727,7 +725,9 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
                        log_sum_exp: Any, out: Any, dout: Any,
                        dq: Any, dk: Any, dv: Any) -> None:
     """reference.attention_backward: four matmuls on BLAS, P recomputed in one pass and dS
-    made in another; a chunk of the batch at a time."""
+    made in another; a chunk of the batch at a time. dO and O may be strided head views
+    (PackedAttention's): BLAS reads them as they are, and sum(dO * O) is taken once, up front,
+    instead of copying both into the heads layout."""
     if not _fits_kernels(q, mask, keep):
         reference.attention_backward(q, k, v, mask, scale, keep, log_sum_exp, out, dout,
                                      dq, dk, dv)
@@ -735,8 +735,8 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
     mask_rows = _mask_or_none(mask, q.dtype)
     visible = _visible_keys(mask, q.shape[-2], k.shape[-2])
     log_sum_exp = np.ascontiguousarray(log_sum_exp)
-    dout = np.ascontiguousarray(dout, q.dtype)
-    out = np.ascontiguousarray(out)
+    dout = dout.astype(q.dtype, copy=False)
+    row_dots = np.einsum("...d,...d->...", dout, out)  # (..., L): sum(dO * O) per query row
     for part in _chunks(q, k):
         qc, kc, keep_c = q[part], k[part], None if keep is None else keep[part]
         weights = np.matmul(qc, np.swapaxes(kc, -1, -2))
@@ -746,7 +746,7 @@ def attention_backward(q: Any, k: Any, v: Any, mask: Any, scale: float, keep: An
         np.matmul(np.swapaxes(dropped, -1, -2), dout[part], out=dv[part])
         dscores = np.matmul(dout[part], np.swapaxes(v[part], -1, -2))
         _run(_ATTENTION_DSCORES, weights.size, _as_heads(weights), _as_heads(dscores), visible,
-             _keep_or_none(keep_c, q.dtype), _as_heads(dout[part]), _as_heads(out[part]),
+             _keep_or_none(keep_c, q.dtype), row_dots[part].reshape(-1, weights.shape[-2]),
              scale)
         np.matmul(dscores, kc, out=dq[part])
         np.matmul(np.swapaxes(dscores, -1, -2), qc, out=dk[part])
