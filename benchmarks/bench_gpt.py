@@ -6,8 +6,10 @@ taking turns (benchmarks/workers.py says how and why):
 - train step: forward + loss + backward + AdamW step (the work of one iteration of `train`);
 - forward only (no graph: ``no_grad`` / ``torch.no_grad``);
 - tokens/s, matmul GFLOP/s (6 per matmul weight + 12 L T C per token, over the whole step)
-  and that as a share of the sgemm peak measured on the spot (NumPy's, in the tinygrad_lm
-  worker, and PyTorch's: the share is of the faster);
+  and that as a share of the sgemm peak (NumPy's, in the tinygrad_lm worker, and PyTorch's:
+  the share is of the faster). The peak is measured again just before each config's step:
+  a shared VM's speed drifts by a third within minutes, and a peak taken at a fast moment
+  for a step timed at a slow one would understate the share;
 - peak memory: each library runs a few steps in a fresh worker, which reports its peak
   resident set size (CPU) or peak pool bytes (GPU);
 - the floor: the step's matmuls alone (``shapes.step_matmuls``), on the array library's
@@ -71,9 +73,11 @@ def measure_sgemm(pool: Mapping[str, workers.Worker], n: int,
                        for name, t in timings.items()}}
 
 
-def measure_config(pool: Mapping[str, workers.Worker], name: str,
+def measure_config(pool: Mapping[str, workers.Worker], name: str, sgemm_n: int,
                    settings: Settings) -> dict[str, Any]:
-    """The step and the forward pass of config ``name`` in every worker: one JSON row."""
+    """The sgemm peak, then the step and the forward pass of config ``name`` in every worker,
+    then the step's matmuls alone: one JSON row."""
+    gemm = measure_sgemm(pool, sgemm_n, settings)
     steps, setups = workers.alternate(pool, "gpt_step", {"config": name}, settings)
     forwards, _ = workers.alternate(pool, "gpt_forward", {"config": name}, settings)
     first = next(iter(pool))
@@ -81,7 +85,8 @@ def measure_config(pool: Mapping[str, workers.Worker], name: str,
                                   "gpt_matmuls", {"config": name}, settings)
     flops = flops_per_step(name)
     row: dict[str, Any] = {"config": name, "device": pool[next(iter(pool))].hello["device"],
-                           **CONFIGS[name], "vocab_size": VOCAB, "flops_per_step": flops}
+                           **CONFIGS[name], "vocab_size": VOCAB, "flops_per_step": flops,
+                           "sgemm_gflops": gemm}
     for lib in pool:
         row[lib] = {"step": steps[lib].to_dict(), "forward": forwards[lib].to_dict(),
                     "tokens_per_s": shapes.tokens(name) / steps[lib].median,
@@ -109,15 +114,14 @@ def peak_memory(name: str, spec: workers.WorkerSpec, config: str) -> int:
 
 def run_device(device: str, configs: Sequence[str], kernels: Sequence[str], settings: Settings,
                quick: bool, contention: int) -> dict[str, Any]:
-    """The sgemm peak, then every config (while ``contention`` busy processes run), on
-    ``device``: the workers' hellos, the sgemm figures, the rows and the busy pids."""
+    """Every config (while ``contention`` busy processes run), on ``device``: the workers'
+    hellos, the rows and the busy pids."""
+    sgemm_n = QUICK_SGEMM_N if quick else SGEMM_N[device.split(":")[0]]
     with workers.start_workers(device, kernels, torch=workers.torch_installed()) as pool:
-        gemm = measure_sgemm(pool, QUICK_SGEMM_N if quick else SGEMM_N[device.split(":")[0]],
-                             settings)
         with busy_processes(contention) if contention else nullcontext([]) as pids:
-            rows = [measure_config(pool, name, settings) for name in configs]
-        return {"workers": {name: w.hello for name, w in pool.items()}, "sgemm": gemm,
-                "rows": rows, "busy_pids": pids}
+            rows = [measure_config(pool, name, sgemm_n, settings) for name in configs]
+        return {"workers": {name: w.hello for name, w in pool.items()}, "rows": rows,
+                "busy_pids": pids}
 
 
 def add_memory(rows: list[dict[str, Any]], device: str, kernels: Sequence[str],
@@ -132,13 +136,13 @@ def add_memory(rows: list[dict[str, Any]], device: str, kernels: Sequence[str],
             row[lib]["peak_bytes"] = peak_memory(lib, spec, row["config"])
 
 
-def report(rows: Sequence[dict[str, Any]], peak: Mapping[str, Mapping[str, Any]]) -> str:
-    """The rows as a table: a line per config, device and library."""
+def report(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a table: a line per config, device and library, then the floor lines."""
     headers = ["config", "device", "library", "step", "[min-max]", "forward", "tok/s",
                "GFLOP/s", "% peak", "peak mem", "step ratio"]
     lines = []
     for row in rows:
-        reference, _ = sgemm_peak(peak[row["device"]])
+        reference, _ = sgemm_peak(row["sgemm_gflops"])
         for lib in [k for k in row if isinstance(row[k], dict) and "step" in row[k]]:
             r = row[lib]
             mem = r.get("peak_bytes")
@@ -153,8 +157,9 @@ def report(rows: Sequence[dict[str, Any]], peak: Mapping[str, Mapping[str, Any]]
     floors = [_floor(row) for row in rows]
     table += "".join(f"\n{floor}" for floor in floors if floor)
     if any(line[8].endswith("!") for line in lines):
-        table += ("\n! more than the sgemm peak measured in this run: that measurement came out "
-                  "low (a busy machine, or --quick's 512 x 512 matmul), so the share means little")
+        table += ("\n! more than the sgemm peak measured before this config: that measurement "
+                  "came out low (a busy machine, or --quick's 512 x 512 matmul), so the share "
+                  "means little")
     return table
 
 
@@ -209,11 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     kernels = list(dict.fromkeys(args.kernels))
     env: dict[str, Any] = {**machine.machine(), "pid": os.getpid(), "workers": {}}
-    peak, rows, busy = {}, [], []
+    rows, busy = [], []
     for device in devices:
         run = run_device(device, args.config or default_configs(device, args.quick), kernels,
                          settings, args.quick, args.contention)
-        env["workers"][device], peak[device] = run["workers"], run["sgemm"]
+        env["workers"][device] = run["workers"]
         if not args.no_memory and not args.quick:
             threads = run["workers"][workers.kernels_name(kernels[0])]["threads"]
             add_memory(run["rows"], device, kernels, threads)
@@ -223,16 +228,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(harness.header(env, device))
     contention = f"; {args.contention} busy processes running" if args.contention else ""
     print(f"GPT train step (forward + loss + backward + AdamW), vocab {VOCAB}{contention}; "
-          f"sgemm peak ({QUICK_SGEMM_N if args.quick else 'full-size'} matmul) "
-          + ", ".join(f"{d}: {sgemm_peak(p)[0]:.0f} GFLOP/s ({sgemm_peak(p)[1]})"
-                      for d, p in peak.items()))
-    print(report(rows, peak))
+          f"sgemm peak ({QUICK_SGEMM_N if args.quick else 'full-size'} matmul, measured just "
+          "before each config) " + ", ".join(
+              f"{r['config']} {r['device']}: {sgemm_peak(r['sgemm_gflops'])[0]:.0f} GFLOP/s "
+              f"({sgemm_peak(r['sgemm_gflops'])[1]})" for r in rows))
+    print(report(rows))
     if args.json:
         harness.write_json(args.json, {
             "benchmark": "gpt", "environment": env,
             "settings": {**workers.describe(settings), "quick": args.quick, "kernels": kernels},
             "contention": {"processes": args.contention, "pids": busy},
-            "sgemm_gflops": peak, "rows": rows, "goals": GOALS,
+            "rows": rows, "goals": GOALS,
             "skipped": [{"device": d, "reason": r} for d, r in skipped.items()]})
         compared = [r for r in rows if "step_ratio" in r.get("tinygrad_lm", {})]
         if compared:
