@@ -88,7 +88,7 @@ class CrossEntropy(Function):
         logits, log_norm, targets = ctx.saved_tensors
         reduction, count = ctx.kwargs.get("reduction", "none"), ctx.kwargs.get("count", 1)
         if reduction != "none":  # d(sum)/d loss_i = 1, d(mean)/d loss_i = 1 / count
-            xp = backend.device_of(logits).xp
+            xp = _xp(logits)
             scale = xp.asarray(dout if reduction == "sum" else dout * (1.0 / count), logits.dtype)
             dout = xp.broadcast_to(scale, targets.shape)
         return kernels.for_array(logits).cross_entropy_backward(

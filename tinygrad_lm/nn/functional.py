@@ -10,7 +10,7 @@ import math
 from typing import Any, Sequence
 
 from .. import backend, fused
-from ..tensor import Tensor, cat
+from ..tensor import Tensor
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
